@@ -1,0 +1,107 @@
+"""The FastAPI application: HTTP endpoints and the WebSocket transport.
+
+`create_app(settings)` builds everything, so each test gets its own app and its own
+providers. Models load (and warm up) once at start-up and are shared by every session.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from voxloop import __version__
+from voxloop.clock import Clock, RealClock
+from voxloop.config import Settings
+from voxloop.logs import setup_logging
+from voxloop.providers.registry import ProviderPool, Registry
+from voxloop.session import Services
+from voxloop.transport.ws import serve_websocket
+
+log = logging.getLogger("voxloop")
+
+_PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>voxloop</title></head>
+<body style="font-family: system-ui; max-width: 40rem; margin: 4rem auto">
+<h1>voxloop {version}</h1>
+<p>The server is running. Talk to it over the WebSocket protocol at <code>/ws</code>
+(see docs/protocol.md), for example with
+<code>voxloop talk question.wav -o reply.wav</code>.</p></body></html>"""
+
+
+def build_services(
+    settings: Settings, registry: Registry | None = None, clock: Clock | None = None
+) -> Services:
+    pool = ProviderPool(settings, registry)
+    return Services(
+        settings=settings,
+        vad=pool.get("vad"),  # type: ignore[arg-type]
+        stt=pool.get("stt"),  # type: ignore[arg-type]
+        llm=pool.get("llm"),  # type: ignore[arg-type]
+        tts=pool.get("tts"),  # type: ignore[arg-type]
+        clock=clock or RealClock(),
+        pool=pool,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    services: Services | None = None,
+    warmup: bool = True,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        svc = services or build_services(settings, registry)
+        if warmup:
+            for provider in (svc.vad, svc.stt, svc.llm, svc.tts):
+                await provider.warmup()
+        app.state.services = svc
+        log.info("voxloop ready", extra={"version": __version__})
+        yield
+        if services is None and svc.pool is not None:
+            svc.pool.close()
+
+    app = FastAPI(title="voxloop", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return _PLACEHOLDER.format(version=__version__)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/metrics/summary")
+    async def metrics_summary() -> JSONResponse:
+        svc: Services = app.state.services
+        return JSONResponse(
+            {
+                "sessions": len(svc.live_sessions),
+                "counts": svc.metrics.counts,
+                "stages": svc.metrics.summary(),
+            }
+        )
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await serve_websocket(websocket, app.state.services)
+
+    return app
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    setup_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        ws_max_size=4 * 1024 * 1024,  # over our 1 MiB frame limit, so we can answer politely
+    )

@@ -1,0 +1,270 @@
+"""The `voxloop` command line. Each model is usable on its own from here.
+
+Exit codes: 0 success, 1 a problem the message explains, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from voxloop.config import CONFIG_ENV, ConfigError, Settings, load_settings, masked_dump
+from voxloop.errors import VoxloopError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="voxloop",
+    help="Real-time voice-to-voice AI agent server, fully local by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="a TOML settings file (else $VOXLOOP_CONFIG)"),
+]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable, keeps type checkers happy
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """Run a command body, turning user-facing errors into one line and exit code 1."""
+    try:
+        return fn()
+    except (VoxloopError, ConfigError) as exc:
+        _fail(str(exc))
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _pool(settings: Settings):
+    from voxloop.providers.registry import ProviderPool
+
+    return ProviderPool(settings)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Start the voxloop server."""
+    settings = _settings(config)
+    if host:
+        settings.server.host = host
+    if port is not None:
+        settings.server.port = port
+    from voxloop.server.app import run_server
+
+    _guarded(lambda: run_server(settings))
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None) -> None:
+    """Print the effective settings as JSON, with secrets masked."""
+    settings = _settings(config)
+    typer.echo(json.dumps(masked_dump(settings), indent=2))
+
+
+@app.command()
+def transcribe(
+    file: Annotated[Path, typer.Argument(help="a wav, flac, ogg or mp3 file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON with segments")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Transcribe an audio file with the configured STT provider."""
+    settings = _settings(config)
+
+    def body() -> None:
+        from voxloop.audio import read_audio
+        from voxloop.providers.base import transcribe_all
+
+        stt = _pool(settings).get("stt")
+        audio, rate = read_audio(file, stt.sample_rate)
+        started = time.perf_counter()
+        result = asyncio.run(transcribe_all(stt, audio))
+        elapsed = time.perf_counter() - started
+        if as_json:
+            out = {
+                "text": result.text,
+                "language": result.language,
+                "duration_s": round(len(audio) / rate, 3),
+                "transcribe_s": round(elapsed, 3),
+                "segments": [
+                    {"start": s.start_s, "end": s.end_s, "text": s.text} for s in result.segments
+                ],
+            }
+            typer.echo(json.dumps(out, indent=2))
+        else:
+            typer.echo(result.text)
+
+    _guarded(body)
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="what to say")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the WAV file to write")],
+    config: ConfigOpt = None,
+) -> None:
+    """Synthesize speech with the configured TTS provider into a WAV file."""
+    settings = _settings(config)
+    if not text.strip():
+        _fail("nothing to say: TEXT is empty")
+
+    def body() -> None:
+        import numpy as np
+
+        from voxloop.audio import write_wav
+
+        tts = _pool(settings).get("tts")
+
+        async def collect() -> list[np.ndarray]:
+            return [chunk.pcm async for chunk in tts.synthesize(text)]
+
+        parts = asyncio.run(collect())
+        pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+        try:
+            write_wav(output, pcm, tts.sample_rate)
+        except (OSError, RuntimeError) as exc:
+            _fail(f"cannot write {output}: {exc}")
+        secs = len(pcm) / tts.sample_rate
+        typer.echo(f"wrote {output} ({secs:.2f} s, {tts.sample_rate} Hz)", err=True)
+
+    _guarded(body)
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="the question")],
+    max_tokens: Annotated[int | None, typer.Option(help="cap on reply length")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Stream the configured LLM's answer to stdout."""
+    settings = _settings(config)
+
+    def body() -> None:
+        from voxloop.providers.base import Message
+
+        llm = _pool(settings).get("llm")
+        messages = [Message("system", settings.llm.system_prompt), Message("user", text)]
+
+        async def stream() -> None:
+            async for delta in llm.generate(messages, max_tokens=max_tokens):
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+
+        asyncio.run(stream())
+
+    _guarded(body)
+
+
+@app.command()
+def talk(
+    file: Annotated[Path, typer.Argument(help="the question, as a wav/flac/ogg/mp3 file")],
+    url: Annotated[str, typer.Option(help="the server's WebSocket URL")] = (
+        "ws://127.0.0.1:8000/ws"
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="save the agent's audio here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    sample_rate: Annotated[int, typer.Option(help="rate to send at: 8000/16000/24000/48000")] = (
+        16000
+    ),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+) -> None:
+    """Talk to a running server: stream FILE in real time, print and save the reply."""
+
+    def body() -> None:
+        from voxloop.audio import write_wav
+        from voxloop.client import talk as run_talk
+
+        try:
+            result = asyncio.run(run_talk(url, file, sample_rate=sample_rate, timeout_s=timeout))
+        except OSError as exc:
+            _fail(f"cannot reach {url}: {exc}")
+            return
+        if output is not None and result.audio_rate:
+            import numpy as np
+
+            pcm = np.frombuffer(bytes(result.audio), dtype="<i2")
+            write_wav(output, pcm, result.audio_rate)
+        if as_json:
+            typer.echo(json.dumps(result.as_dict(), indent=2))
+        else:
+            c, s = result.client_metrics, result.server_metrics
+            typer.echo(f"you:   {result.transcript}")
+            typer.echo(f"agent: {result.reply}")
+            typer.echo(
+                "latency (client): voice-to-voice {} ms, final transcript {} ms, "
+                "first token {} ms".format(
+                    c.get("voice_to_voice_ms"),
+                    c.get("final_transcript_ms"),
+                    c.get("first_token_ms"),
+                )
+            )
+            typer.echo(
+                "latency (server): end of turn {} ms, STT {} ms, LLM first token {} ms, "
+                "TTS first audio {} ms, voice-to-voice {} ms".format(
+                    s.get("vad_end_of_turn_ms"),
+                    s.get("stt_final_ms"),
+                    s.get("llm_first_token_ms"),
+                    s.get("tts_first_audio_ms"),
+                    s.get("voice_to_voice_ms"),
+                )
+            )
+            if output is not None:
+                typer.echo(f"saved the reply audio to {output}")
+        for err in result.errors:
+            typer.echo(f"error: {err.get('code')}: {err.get('message')}", err=True)
+        if not result.reply:
+            raise typer.Exit(1)
+
+    _guarded(body)
+
+
+@app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Load every configured provider, smoke-test it and print a table."""
+    settings = _settings(config)
+    from voxloop.doctor import print_report, run_checks
+
+    results = asyncio.run(run_checks(_pool(settings)))
+    print_report(results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""One typed settings tree for the whole server.
+
+Sources, strongest first: keyword arguments, environment (`VOXLOOP_*`, nested with `__`,
+e.g. `VOXLOOP_LLM__PRESET=tiny`), a `.env` file, an optional TOML file, then defaults.
+The TOML file is `voxloop.toml` in the working directory, or whatever `VOXLOOP_CONFIG`
+names. Nothing here is a module-level singleton: callers build a `Settings` and pass it on,
+so tests just construct their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "VOXLOOP_CONFIG"
+DEFAULT_CONFIG_FILE = "voxloop.toml"
+
+
+class VADSettings(BaseModel):
+    provider: str = "silero"
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="speech probability threshold")
+    model_path: Path | None = Field(None, description="override the packaged Silero ONNX file")
+
+
+class STTSettings(BaseModel):
+    provider: str = "whisper"
+    model_path: Path | None = Field(
+        None, description="a CTranslate2 Whisper directory; default: the packaged tiny.en"
+    )
+    compute_type: str = "int8"
+    language: str | None = "en"
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1)
+
+
+class LLMSettings(BaseModel):
+    provider: str = "llama"
+    preset: Literal["default", "tiny"] = Field(
+        "default", description="default: Qwen2.5-Coder-0.5B-Instruct; tiny: SmolLM2-135M"
+    )
+    model_path: Path | None = Field(None, description="any GGUF file; overrides the preset")
+    n_ctx: int = Field(2048, ge=256)
+    threads: int = Field(2, ge=1)
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    system_prompt: str = (
+        "You are voxloop, a friendly voice assistant. Answer in one to three short spoken "
+        "sentences. Never use markdown, lists or code."
+    )
+    api_key: SecretStr | None = Field(None, description="for cloud adapters; never logged")
+
+
+class TTSSettings(BaseModel):
+    provider: str = "piper"
+    voice_path: Path | None = Field(
+        None, description="a Piper .onnx voice; default: the packaged en_US-joe-medium"
+    )
+    speed: float = Field(1.0, gt=0.1, le=4.0, description="1.0 is normal speed")
+
+
+class TurnSettings(BaseModel):
+    end_of_turn_silence_s: float = Field(
+        0.5, ge=0.1, le=5.0, description="silence after speech that ends the user's turn"
+    )
+    min_speech_s: float = Field(0.15, ge=0.0, le=2.0, description="shortest speech that counts")
+    barge_in: bool = Field(True, description="let the user interrupt the agent by talking")
+    barge_in_min_speech_s: float = Field(
+        0.2, ge=0.0, le=3.0, description="speech needed to interrupt the agent"
+    )
+    preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="audio kept before speech start")
+
+
+class SessionSettings(BaseModel):
+    output_lead_s: float = Field(
+        0.6, ge=0.05, le=30.0, description="how far audio is sent ahead of playback"
+    )
+    synth_ahead: int = Field(2, ge=1, le=8, description="sentences synthesized concurrently")
+    early_first_clause: bool = Field(True, description="speak the first clause before the period")
+    max_history_turns: int = Field(20, ge=0)
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOXLOOP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    cache_dir: Path | None = Field(
+        None, description="where assembled model files live; default: the user cache dir"
+    )
+    log_level: str = "INFO"
+    vad: VADSettings = VADSettings()
+    stt: STTSettings = STTSettings()
+    llm: LLMSettings = LLMSettings()
+    tts: TTSSettings = TTSSettings()
+    turns: TurnSettings = TurnSettings()
+    session: SessionSettings = SessionSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _toml_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("voxloop"))
+
+
+class ConfigError(ValueError):
+    """A settings problem the user can fix; the message says how."""
+
+
+def _toml_path() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named}: no such config file")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from every source, turning validation noise into one readable error."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigError(f"invalid settings: {exc}") from None
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with every secret replaced by '***'."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***" if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {k: walk(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return walk(settings)

@@ -1,0 +1,92 @@
+"""Per-turn latency figures and the in-process registry that collects them.
+
+All times are in milliseconds, measured on the server's clock (injectable, so tests can run
+on virtual time). A stage that did not run in a turn is None, never 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+log = logging.getLogger("voxloop.turn")
+
+
+@dataclass
+class TurnMetrics:
+    session_id: str
+    turn_id: int
+    # End of user speech → the VAD/turn detector declaring the turn over (≈ the silence wait).
+    vad_end_of_turn_ms: float | None = None
+    stt_final_ms: float | None = None  # end of turn → final transcript
+    llm_first_token_ms: float | None = None  # LLM request → first token
+    tts_first_audio_ms: float | None = None  # first sentence to TTS → its first audio
+    voice_to_voice_ms: float | None = None  # end of user speech → first agent audio sent
+    reply_audio_s: float = 0.0
+    interrupted: bool = False
+    source: str = "voice"  # or "text"
+
+    def as_dict(self) -> dict[str, float | int | bool | str | None]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float):
+                out[key] = round(value, 1)
+        return out
+
+
+STAGES = (
+    "vad_end_of_turn_ms",
+    "stt_final_ms",
+    "llm_first_token_ms",
+    "tts_first_audio_ms",
+    "voice_to_voice_ms",
+)
+
+
+@dataclass
+class MetricsRegistry:
+    """Keeps the recent turns and running counts; exporters read from here."""
+
+    keep: int = 1000
+    turns: deque[TurnMetrics] = field(default_factory=deque)
+    counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_turn(self, metrics: TurnMetrics) -> None:
+        with self._lock:
+            self.turns.append(metrics)
+            while len(self.turns) > self.keep:
+                self.turns.popleft()
+            self.count("turns")
+            if metrics.interrupted:
+                self.count("interruptions")
+        log.info(
+            "turn complete",
+            extra={
+                "session_id": metrics.session_id,
+                "turn_id": metrics.turn_id,
+                **metrics.as_dict(),
+            },
+        )
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """p50/p90/max per stage over the kept turns."""
+        out: dict[str, dict[str, float]] = {}
+        with self._lock:
+            turns = list(self.turns)
+        for stage in STAGES:
+            values = sorted(v for t in turns if (v := getattr(t, stage)) is not None)
+            if values:
+                out[stage] = {
+                    "p50": statistics.median(values),
+                    "p90": values[min(len(values) - 1, int(0.9 * len(values)))],
+                    "max": values[-1],
+                    "n": len(values),
+                }
+        return out

@@ -1,0 +1,85 @@
+"""A session's outgoing messages, in two lanes: control jumps ahead of data.
+
+The data lane keeps a reply's events and audio in order (tts_start, audio…, tts_end). The
+control lane (tts_stop, acknowledgements, errors, pongs, status) is always sent first, so a
+barge-in reaches the client before any audio still waiting. `drop_audio(turn_id)` removes
+a cancelled reply's queued audio and events in one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    json: dict[str, Any] | None = None
+    audio: bytes | None = None
+    turn_id: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.audio) if self.audio is not None else 0
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self._control: deque[OutMessage] = deque()
+        self._data: deque[OutMessage] = deque()
+        self._ready = asyncio.Event()
+        self.closed = False
+
+    def control(self, payload: dict[str, Any]) -> None:
+        self._control.append(OutMessage(json=payload, turn_id=payload.get("turn_id")))
+        self._ready.set()
+
+    def data(self, payload: dict[str, Any]) -> None:
+        self._data.append(OutMessage(json=payload, turn_id=payload.get("turn_id")))
+        self._ready.set()
+
+    def audio(self, pcm: bytes, turn_id: int) -> None:
+        self._data.append(OutMessage(audio=pcm, turn_id=turn_id))
+        self._ready.set()
+
+    def drop_turn(self, turn_id: int, keep_events: frozenset[str] = frozenset()) -> int:
+        """Remove queued data of a cancelled turn; returns the audio bytes dropped."""
+        dropped = 0
+        kept: deque[OutMessage] = deque()
+        for msg in self._data:
+            if msg.turn_id == turn_id and not (msg.json and msg.json["type"] in keep_events):
+                dropped += msg.nbytes
+            else:
+                kept.append(msg)
+        self._data = kept
+        return dropped
+
+    def pending_audio_bytes(self) -> int:
+        return sum(m.nbytes for m in self._data)
+
+    def __len__(self) -> int:
+        return len(self._control) + len(self._data)
+
+    async def get(self) -> OutMessage:
+        while True:
+            if self._control:
+                return self._control.popleft()
+            if self._data:
+                return self._data.popleft()
+            if self.closed:
+                raise EOFError("outbox closed")
+            self._ready.clear()
+            await self._ready.wait()
+
+    def get_nowait(self) -> OutMessage | None:
+        if self._control:
+            return self._control.popleft()
+        if self._data:
+            return self._data.popleft()
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()

@@ -1,0 +1,330 @@
+"""One agent reply: LLM → sentence splitter → TTS → paced audio out, as a cancellable unit.
+
+`Reply` is the handle the session holds while the agent thinks and speaks. It streams the
+LLM, cuts sentences as soon as they are certain, synthesizes them concurrently (at most
+`synth_ahead` at once) and plays them strictly in order. Audio is paced so the client holds
+only `lead_s` of unplayed audio: that keeps barge-in cheap and lets the server know what
+has been heard. `interrupt()` is the single cancellation path: cancel the tasks, drop the
+queued audio, tell the client (`tts_stop`), and keep in history only what was heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxloop.audio import StreamResampler
+from voxloop.clock import Clock
+from voxloop.history import History, TurnRecord
+from voxloop.metrics import TurnMetrics
+from voxloop.outbox import Outbox
+from voxloop.providers.base import AudioChunk, LLMProvider, TTSProvider
+from voxloop.text import SentenceSplitter, speakable
+from voxloop.transport.protocol import audio_format, event
+
+log = logging.getLogger("voxloop.pipeline")
+
+FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
+
+
+@dataclass
+class ReplyConfig:
+    system_prompt: str
+    output_sample_rate: int
+    lead_s: float = 0.6
+    synth_ahead: int = 2
+    early_first_clause: bool = True
+    max_tokens: int | None = None
+
+
+@dataclass
+class _Played:
+    """One frame of audio as the client will play it (in the client's playback timeline)."""
+
+    sentence: int
+    start: float  # clock time at which the client starts playing it
+    duration: float
+
+
+@dataclass
+class Reply:
+    session_id: str
+    turn_id: int
+    user_text: str
+    llm: LLMProvider
+    tts: TTSProvider
+    outbox: Outbox
+    clock: Clock
+    history: History
+    config: ReplyConfig
+    metrics: TurnMetrics
+    speech_end_at: float | None = None  # clock time the user stopped talking
+    on_done: Callable[[Reply], None] | None = None
+
+    text: str = ""
+    sentences: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    audio_started: bool = False
+    _played: list[_Played] = field(default_factory=list)
+    _play_end: float = 0.0
+    _reported_ms: tuple[float, float] | None = None  # (ms played, clock time of the report)
+    _task: asyncio.Task[None] | None = None
+    _children: set[asyncio.Task] = field(default_factory=set)
+    _finished: bool = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"reply-{self.turn_id}")
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def interrupt(self, reason: str = "interrupt") -> str | None:
+        """Stop at once. Returns the text the user heard, or None if already finished."""
+        if self._finished:
+            return None
+        self._finished = True
+        self.interrupted = True
+        await self._cancel_tasks()  # 1. cancel LLM and TTS
+        dropped = self.outbox.drop_turn(self.turn_id)  # 2. drop the audio still queued
+        self.outbox.control(  # 3. tell the client to flush its playback
+            event("tts_stop", self.session_id, self.turn_id, reason=reason, dropped_bytes=dropped)
+        )
+        heard = self.heard_text()
+        self.outbox.data(
+            event(
+                "llm_response",
+                self.session_id,
+                self.turn_id,
+                delta="",
+                content=heard,
+                is_complete=True,
+                interrupted=True,
+            )
+        )
+        self._finish(heard)
+        return heard
+
+    async def close(self) -> None:
+        """Cancel without telling anyone: the connection is gone."""
+        self._finished = True
+        await self._cancel_tasks()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in (self._task, *self._children) if t is not None and not t.done()]
+        current = asyncio.current_task()
+        tasks = [t for t in tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _finish(self, assistant_text: str) -> None:
+        self.metrics.interrupted = self.interrupted
+        self.metrics.reply_audio_s = sum(p.duration for p in self._played)
+        self.history.add(
+            TurnRecord(
+                self.turn_id,
+                self.user_text,
+                assistant_text,
+                self.interrupted,
+                self.metrics.as_dict(),
+            )
+        )
+        if self.on_done is not None:
+            self.on_done(self)
+
+    # -- playback position ----------------------------------------------------------------
+
+    def report_playback(self, ms: float) -> None:
+        self._reported_ms = (ms, self.clock.now())
+
+    def heard_seconds(self) -> list[float]:
+        """Seconds of each sentence the user has heard by now."""
+        now = self.clock.now()
+        heard = [0.0] * len(self.sentences)
+        if self._reported_ms is not None:
+            # The client's word beats our estimate; extrapolate from its last report.
+            ms, at = self._reported_ms
+            budget = ms / 1000 + max(0.0, now - at) if self.audio_started else ms / 1000
+            for p in self._played:
+                take = min(p.duration, max(0.0, budget))
+                heard[p.sentence] += take
+                budget -= take
+            return heard
+        for p in self._played:
+            heard[p.sentence] += min(p.duration, max(0.0, now - p.start))
+        return heard
+
+    def heard_text(self) -> str:
+        durations = [0.0] * len(self.sentences)
+        for p in self._played:
+            durations[p.sentence] += p.duration
+        parts: list[str] = []
+        for text, heard, total in zip(self.sentences, self.heard_seconds(), durations, strict=True):
+            if total <= 0 or heard <= 0:
+                break
+            if heard >= total - 1e-6:
+                parts.append(text)
+                continue
+            words = text.split()
+            parts.append(" ".join(words[: int(len(words) * heard / total)]))
+            break
+        return " ".join(p for p in parts if p).strip()
+
+    # -- the work -------------------------------------------------------------------------
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=f"{name}-{self.turn_id}")
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
+        return task
+
+    async def _run(self) -> None:
+        try:
+            await self._produce()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a provider failed: report it, keep the session alive
+            log.exception("reply failed", extra={"session_id": self.session_id})
+            if self._finished:
+                return
+            self._finished = True
+            await self._cancel_tasks()
+            self.outbox.drop_turn(self.turn_id)
+            if self.audio_started:
+                self.outbox.control(
+                    event("tts_stop", self.session_id, self.turn_id, reason="error")
+                )
+            self.outbox.control(
+                event(
+                    "error",
+                    self.session_id,
+                    self.turn_id,
+                    code="reply_failed",
+                    message=f"the reply failed: {type(exc).__name__}: {exc}",
+                )
+            )
+            self._finish(self.heard_text())
+
+    async def _produce(self) -> None:
+        sid, tid = self.session_id, self.turn_id
+        self.outbox.control(event("status", sid, tid, status="thinking"))
+        self.outbox.data(event("llm_status", sid, tid, status="started"))
+        queue: asyncio.Queue[tuple[int, asyncio.Queue[AudioChunk | None]] | None] = asyncio.Queue()
+        player = self._spawn(self._play(queue), "player")
+        slots = asyncio.Semaphore(self.config.synth_ahead)
+        splitter = SentenceSplitter(early_first_clause=self.config.early_first_clause)
+
+        def enqueue(sentence: str) -> None:
+            spoken = speakable(sentence)
+            if not spoken:
+                return
+            index = len(self.sentences)
+            self.sentences.append(spoken)
+            chunks: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
+            self._spawn(self._synthesize(index, spoken, chunks, slots), "tts")
+            queue.put_nowait((index, chunks))
+
+        messages = self.history.messages(self.config.system_prompt, self.user_text)
+        asked = self.clock.now()
+        try:
+            async for delta in self.llm.generate(messages, max_tokens=self.config.max_tokens):
+                if not self.text:
+                    self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
+                self.text += delta
+                self.outbox.data(event("llm_response", sid, tid, delta=delta, is_complete=False))
+                for sentence in splitter.push(delta):
+                    enqueue(sentence)
+            for sentence in splitter.flush():
+                enqueue(sentence)
+        finally:
+            queue.put_nowait(None)
+        self.outbox.data(event("llm_status", sid, tid, status="done"))
+        await player
+        if self._finished:
+            return
+        self._finished = True
+        if self.audio_started:
+            self.outbox.data(event("tts_end", sid, tid))
+        self.outbox.data(
+            event("llm_response", sid, tid, delta="", content=self.text, is_complete=True)
+        )
+        self._finish(self.text.strip())
+
+    async def _synthesize(
+        self,
+        index: int,
+        text: str,
+        out: asyncio.Queue[AudioChunk | None],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            async with slots:
+                started = self.clock.now()
+                first = True
+                async for chunk in self.tts.synthesize(text):
+                    if first and index == 0:
+                        self.metrics.tts_first_audio_ms = (self.clock.now() - started) * 1000
+                    first = False
+                    out.put_nowait(chunk)
+        except Exception as exc:  # skip the sentence, say why, keep speaking the rest
+            log.exception("TTS failed", extra={"session_id": self.session_id})
+            self.outbox.control(
+                event(
+                    "error",
+                    self.session_id,
+                    self.turn_id,
+                    code="tts_failed",
+                    message=f"could not speak a sentence: {type(exc).__name__}: {exc}",
+                )
+            )
+        finally:
+            out.put_nowait(None)
+
+    async def _play(self, queue: asyncio.Queue) -> None:
+        rate = self.config.output_sample_rate
+        resampler: StreamResampler | None = None
+        frame = max(1, int(rate * FRAME_S))
+        while (item := await queue.get()) is not None:
+            index, chunks = item
+            while (chunk := await chunks.get()) is not None:
+                if chunk.sample_rate != rate:
+                    if resampler is None or resampler.from_rate != chunk.sample_rate:
+                        resampler = StreamResampler(chunk.sample_rate, rate, dtype="int16")
+                    pcm = resampler.push(chunk.pcm)
+                else:
+                    pcm = chunk.pcm
+                for start in range(0, len(pcm), frame):
+                    await self._send(index, pcm[start : start + frame], rate)
+
+    async def _send(self, sentence: int, pcm: np.ndarray, rate: int) -> None:
+        now = self.clock.now()
+        ahead = self._play_end - now
+        if ahead > self.config.lead_s:
+            await self.clock.sleep(ahead - self.config.lead_s)
+            now = self.clock.now()
+        if not self.audio_started:
+            self.audio_started = True
+            if self.speech_end_at is not None:
+                self.metrics.voice_to_voice_ms = (now - self.speech_end_at) * 1000
+            self.outbox.control(event("status", self.session_id, self.turn_id, status="speaking"))
+            self.outbox.data(
+                event("tts_start", self.session_id, self.turn_id, **audio_format(rate))
+            )
+        duration = len(pcm) / rate
+        start = max(now, self._play_end)
+        self._play_end = start + duration
+        self._played.append(_Played(sentence, start, duration))
+        self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id)

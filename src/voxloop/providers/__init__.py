@@ -1,0 +1,1 @@
+"""Provider contracts (`base`), the name registry, and the local and fake implementations."""

@@ -1,0 +1,164 @@
+"""Provider contracts: one small base class per stage, one streaming method each.
+
+The contracts are deliberately tiny so that every provider, local or cloud, is trivial to
+fake. Audio going *into* a model is float32 mono in [-1, 1] at the provider's
+`sample_rate`; audio coming *out* of TTS is int16 PCM (`AudioChunk`). No vendor type
+crosses these signatures.
+
+Every streaming method is an async generator. Closing it (or cancelling the task that
+iterates it) must stop the underlying work promptly, not merely drop its output.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from voxloop.config import Settings
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, so the pipeline can adapt instead of guessing."""
+
+    streaming_input: bool = False  # consumes audio/text incrementally
+    streaming_output: bool = True  # yields results before the whole input is processed
+    partials: bool = False  # STT: emits interim transcripts
+    local: bool = True  # runs in-process, no network
+    tools: bool = False  # LLM: function calling
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """What `voxloop doctor` shows for a loaded provider."""
+
+    name: str
+    model: str
+    size_bytes: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class VADFrame:
+    """Speech probability for one fixed-size frame of input audio."""
+
+    start_s: float  # offset of the frame within the stream
+    duration_s: float
+    probability: float
+    is_speech: bool
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    is_final: bool
+    segments: tuple[Segment, ...] = ()
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """int16 mono PCM plus its rate; the unit TTS streams out."""
+
+    pcm: np.ndarray = field(repr=False)
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+    def to_bytes(self) -> bytes:
+        return self.pcm.astype("<i2", copy=False).tobytes()
+
+
+class Provider(ABC):
+    """Shared by every stage. Instances are built once per process and shared by sessions."""
+
+    name: ClassVar[str] = "provider"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build (and load) the provider from the settings tree. Called once per process."""
+        return cls()
+
+    @abstractmethod
+    def info(self) -> ProviderInfo:
+        """Describe the loaded model; must not do heavy work."""
+
+    async def warmup(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Run one tiny inference so the first real request is not the slow one."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release resources (threads, files) when the process shuts down."""
+
+
+class VADProvider(Provider):
+    sample_rate: int = 16000
+    frame_samples: int = 512
+
+    @abstractmethod
+    def detect(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[VADFrame]:
+        """Yield one `VADFrame` per `frame_samples` of input. State lives in the generator."""
+
+
+class STTProvider(Provider):
+    sample_rate: int = 16000
+
+    @abstractmethod
+    def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
+        """Yield partial transcripts (if capable) and exactly one final one at the end."""
+
+
+class LLMProvider(Provider):
+    @abstractmethod
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield text deltas of the assistant's reply."""
+
+
+class TTSProvider(Provider):
+    sample_rate: int = 22050
+
+    @abstractmethod
+    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        """Yield audio for `text` as soon as each piece is ready."""
+
+
+async def one_shot(audio: np.ndarray) -> AsyncIterator[np.ndarray]:
+    """Adapt a whole buffer to the streaming audio contract."""
+    yield audio
+
+
+async def transcribe_all(stt: STTProvider, audio: np.ndarray) -> Transcript:
+    """Run a streaming STT over a whole buffer and return its final transcript."""
+    final: Transcript | None = None
+    async for result in stt.transcribe(one_shot(audio)):
+        if result.is_final:
+            final = result
+    if final is None:
+        raise RuntimeError(f"STT provider {stt.name!r} ended without a final transcript")
+    return final

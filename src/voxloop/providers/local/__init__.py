@@ -1,0 +1,1 @@
+"""The embedded models: Silero VAD, Whisper STT, llama.cpp LLM, Piper TTS."""

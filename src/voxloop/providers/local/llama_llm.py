@@ -1,0 +1,165 @@
+"""A local LLM through llama.cpp (llama-cpp-python), with the GGUF's own chat template.
+
+Presets: `default` is Qwen2.5-Coder-0.5B-Instruct, assembled from its six chunk packages;
+`tiny` is SmolLM2-135M (fast, but it invents facts). `model_path` takes any GGUF instead.
+
+One `Llama` object holds one KV cache, so generations are serialised with a FIFO lock, and
+each token is one step on the model's worker thread: cancelling the consumer stops decoding
+at the next token. llama.cpp keeps the longest common prompt prefix between calls, so the
+system prompt and earlier history are not re-evaluated on every turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from voxloop.errors import ModelFileError
+from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
+from voxloop.providers.local.gguf import PRESETS, Progress, resolve_model
+from voxloop.providers.worker import ModelWorker
+
+if TYPE_CHECKING:
+    from voxloop.config import Settings
+
+
+def _rich_progress(description: str, total: int) -> Progress:
+    """A progress bar on stderr; it closes itself when the total is reached."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    bar = RichProgress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=False,
+    )
+    task = bar.add_task(description, total=total)
+    bar.start()
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(task, advance=n)
+        if done >= total:
+            bar.stop()
+
+    return advance
+
+
+class LlamaLLM(LLMProvider):
+    name = "llama"
+    capabilities = Capabilities(streaming_output=True)
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        label: str | None = None,
+        n_ctx: int = 2048,
+        threads: int = 2,
+        max_tokens: int = 256,
+        temperature: float = 0.3,
+    ) -> None:
+        from llama_cpp import Llama
+
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelFileError(f"GGUF model not found: {self.model_path}")
+        try:
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"llama.cpp cannot load {self.model_path} ({exc}); is it a valid GGUF file?"
+            ) from None
+        self.label = label or self.model_path.name
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.worker = ModelWorker("llm")
+        # asyncio locks belong to one event loop; the provider may outlive several.
+        self._turn_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, progress_factory: Callable[[str, int], Progress] | None = None
+    ) -> Self:
+        s = settings.llm
+        if s.model_path is not None:
+            path, label = s.model_path, s.model_path.name
+        else:
+            spec = PRESETS[s.preset]
+            factory = progress_factory or _rich_progress
+            path = resolve_model(spec, settings.resolved_cache_dir() / "models", factory)
+            label = spec.name
+        return cls(
+            path,
+            label=label,
+            n_ctx=s.n_ctx,
+            threads=s.threads,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+        )
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(
+            name=self.name,
+            model=f"{self.label} (llama.cpp)",
+            size_bytes=self.model_path.stat().st_size,
+            source=str(self.model_path),
+        )
+
+    def _stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float):
+        return iter(
+            self._llama.create_chat_completion(
+                messages=messages,
+                stream=True,
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
+        )
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        tokens = max_tokens or self.max_tokens
+        temp = self.temperature if temperature is None else temperature
+
+        def make() -> Iterator[Any]:
+            return self._stream(payload, tokens, temp)
+
+        loop = asyncio.get_running_loop()
+        lock = self._turn_locks.setdefault(loop, asyncio.Lock())
+        async with lock:
+            async for chunk in self.worker.iterate(make):
+                delta = chunk["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    yield delta
+
+    async def warmup(self) -> None:
+        async for _ in self.generate([Message("user", "Hi")], max_tokens=1):
+            pass
+
+    def close(self) -> None:
+        self.worker.shutdown()

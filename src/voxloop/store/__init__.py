@@ -1,0 +1,1 @@
+"""Where sessions live between connections. In memory for now; SQLite and Redis later."""

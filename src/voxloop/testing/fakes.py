@@ -1,0 +1,180 @@
+"""Scripted fake providers for all four stages.
+
+They implement the real contracts with trivial, deterministic logic, take an injectable
+clock for any simulated latency (zero by default), and record what they were asked to do
+so tests can assert on it. The registry knows them as "fake" for every stage, which is
+also what `--providers fake` benchmarks run on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+
+import numpy as np
+
+from voxloop.clock import Clock, RealClock
+from voxloop.providers.base import (
+    AudioChunk,
+    Capabilities,
+    LLMProvider,
+    Message,
+    ProviderInfo,
+    STTProvider,
+    Transcript,
+    TTSProvider,
+    VADFrame,
+    VADProvider,
+)
+
+
+class FakeVAD(VADProvider):
+    """Energy threshold per 32 ms frame: loud is speech. Real logic, no model."""
+
+    name = "fake"
+    capabilities = Capabilities(streaming_input=True)
+
+    def __init__(self, rms_threshold: float = 0.01) -> None:
+        self.rms_threshold = rms_threshold
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, "energy threshold")
+
+    async def detect(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[VADFrame]:
+        pending = np.zeros(0, dtype=np.float32)
+        done = 0
+        n = self.frame_samples
+        async for chunk in audio:
+            pending = np.concatenate([pending, chunk.astype(np.float32, copy=False)])
+            while len(pending) >= n:
+                frame, pending = pending[:n], pending[n:]
+                rms = float(np.sqrt(np.mean(frame**2)))
+                prob = min(1.0, rms / (2 * self.rms_threshold))
+                yield VADFrame(done / self.sample_rate, n / self.sample_rate, prob, prob >= 0.5)
+                done += n
+
+
+class FakeSTT(STTProvider):
+    """Returns scripted transcripts, one per utterance; partials are growing prefixes."""
+
+    name = "fake"
+    capabilities = Capabilities(streaming_input=True, partials=True)
+
+    def __init__(
+        self,
+        script: Sequence[str] = (),
+        *,
+        latency_s: float = 0.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.script = list(script)
+        self.latency_s = latency_s
+        self.clock = clock or RealClock()
+        self.calls: list[float] = []  # seconds of audio per utterance
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, "scripted")
+
+    def _next_text(self, seconds: float) -> str:
+        if self.script:
+            return self.script.pop(0)
+        return f"fake transcript of {seconds:.1f} seconds"
+
+    async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
+        samples = 0
+        async for chunk in audio:
+            samples += len(chunk)
+        seconds = samples / self.sample_rate
+        self.calls.append(seconds)
+        text = self._next_text(seconds)
+        words = text.split()
+        for i in range(1, len(words)):
+            yield Transcript(" ".join(words[:i]), is_final=False)
+        if self.latency_s:
+            await self.clock.sleep(self.latency_s)
+        yield Transcript(text, is_final=True, language="en")
+
+
+class FakeLLM(LLMProvider):
+    """Streams a scripted reply word by word, optionally with a per-token delay."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[Sequence[Message]], str] = (),
+        *,
+        first_token_s: float = 0.0,
+        token_s: float = 0.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.replies = replies if callable(replies) else list(replies)
+        self.first_token_s = first_token_s
+        self.token_s = token_s
+        self.clock = clock or RealClock()
+        self.requests: list[list[Message]] = []
+        self.tokens_produced = 0
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, "scripted")
+
+    def _reply(self, messages: Sequence[Message]) -> str:
+        if callable(self.replies):
+            return self.replies(messages)
+        if self.replies:
+            return self.replies.pop(0)
+        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        return f"You said: {last}"
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        self.requests.append(list(messages))
+        words = self._reply(messages).split(" ")
+        if max_tokens is not None:
+            words = words[:max_tokens]
+        if self.first_token_s:
+            await self.clock.sleep(self.first_token_s)
+        for i, word in enumerate(words):
+            if i and self.token_s:
+                await self.clock.sleep(self.token_s)
+            self.tokens_produced += 1
+            yield word if i == 0 else " " + word
+
+
+class FakeTTS(TTSProvider):
+    """A quiet tone whose length follows the text (`ms_per_char`), in 100 ms chunks."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        ms_per_char: float = 50.0,
+        latency_s: float | Callable[[str], float] = 0.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.ms_per_char = ms_per_char
+        self.latency_s = latency_s
+        self.clock = clock or RealClock()
+        self.texts: list[str] = []
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, f"tone ({self.sample_rate} Hz)")
+
+    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        self.texts.append(text)
+        delay = self.latency_s(text) if callable(self.latency_s) else self.latency_s
+        if delay:
+            await self.clock.sleep(delay)
+        total = int(len(text) * self.ms_per_char / 1000 * self.sample_rate)
+        t = np.arange(total) / self.sample_rate
+        pcm = (0.1 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+        step = self.sample_rate // 10
+        for start in range(0, total, step):
+            yield AudioChunk(pcm[start : start + step], self.sample_rate)

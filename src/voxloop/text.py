@@ -1,0 +1,127 @@
+"""Streaming sentence splitting for TTS, and cleanup of text that is about to be spoken.
+
+The LLM streams tokens; TTS wants whole sentences (prosody needs them), but waiting for a
+whole paragraph wastes time. `SentenceSplitter` emits each sentence as soon as its end is
+certain, which takes one character of look-ahead: "3." could become "3.14", and "Dr." is
+not an end at all. Optionally it emits the first clause of a reply early, at a comma after
+a few words, so the first audio starts sooner.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Lower-case words that end with a period but do not end a sentence.
+ABBREVIATIONS = frozenset(
+    {
+        "dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e",
+        "eg", "ie", "approx", "dept", "fig", "inc", "ltd", "corp", "vol",
+        "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+        "a.m", "p.m", "u.s", "u.k", "cf",
+    }
+)  # fmt: skip
+_TERMINATORS = ".!?"
+_CLOSERS = "\"')]”’"
+_CLAUSE_MARKS = ",;:—"
+
+
+class SentenceSplitter:
+    """Feed text deltas with `push`; collect finished sentences; `flush` at the end."""
+
+    def __init__(self, *, early_first_clause: bool = False, min_clause_words: int = 4) -> None:
+        self._buf = ""
+        self._emitted_any = False
+        self.early_first_clause = early_first_clause
+        self.min_clause_words = min_clause_words
+
+    def push(self, delta: str) -> list[str]:
+        self._buf += delta
+        out: list[str] = []
+        while True:
+            cut = self._find_boundary()
+            if cut is None:
+                break
+            sentence, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if sentence:
+                out.append(sentence)
+                self._emitted_any = True
+        if not self._emitted_any and self.early_first_clause:
+            clause = self._early_clause()
+            if clause:
+                out.append(clause)
+                self._emitted_any = True
+        return out
+
+    def flush(self) -> list[str]:
+        rest, self._buf = self._buf.strip(), ""
+        return [rest] if rest else []
+
+    def _find_boundary(self) -> int | None:
+        buf = self._buf
+        for i, ch in enumerate(buf):
+            if ch == "\n":
+                if buf[:i].strip():
+                    return i + 1
+                continue
+            if ch not in _TERMINATORS:
+                continue
+            j = i + 1
+            while j < len(buf) and (buf[j] in _TERMINATORS or buf[j] in _CLOSERS):
+                j += 1
+            if j >= len(buf):
+                return None  # need to see what follows before deciding
+            if not buf[j].isspace():
+                continue  # "3.14", "e.g.", "file.txt": not an end
+            if (ch == "." and _is_ellipsis(buf, i)) or (ch == "." and _is_abbreviation(buf, i)):
+                continue
+            if ch == "." and _is_list_number(buf, i):
+                continue
+            return j
+        return None
+
+    def _early_clause(self) -> str | None:
+        for match in re.finditer(r"[,;:—]\s", self._buf):
+            head = self._buf[: match.start() + 1]
+            if len(head.split()) >= self.min_clause_words:
+                self._buf = self._buf[match.end() :]
+                return head.strip()
+        return None
+
+
+def _is_ellipsis(buf: str, i: int) -> bool:
+    return buf[i + 1 : i + 2] == "." or (i > 0 and buf[i - 1] == ".")
+
+
+def _is_abbreviation(buf: str, i: int) -> bool:
+    start = i
+    while start > 0 and not buf[start - 1].isspace():
+        start -= 1
+    word = buf[start:i].lower().strip("\"'([")
+    if word in ABBREVIATIONS:
+        return True
+    # Single initials such as "J. R. R. Tolkien".
+    return len(word) == 1 and word.isalpha() and buf[start:i].isupper()
+
+
+def _is_list_number(buf: str, i: int) -> bool:
+    """'1. ' at the start of a line is a list marker, not the end of a sentence."""
+    start = i
+    while start > 0 and buf[start - 1].isdigit():
+        start -= 1
+    return start < i and (start == 0 or buf[start - 1] == "\n")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a whole text at once, with the same rules as the streaming splitter."""
+    splitter = SentenceSplitter()
+    return splitter.push(text) + splitter.flush()
+
+
+_MARKDOWN = re.compile(r"(\*\*|__|\*|`+|^#+\s*|^\s*[-•]\s+)", re.MULTILINE)
+
+
+def speakable(text: str) -> str:
+    """Remove markdown that a TTS engine would read out or stumble over."""
+    text = _MARKDOWN.sub("", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)  # [label](url) -> label
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,0 +1,1 @@
+"""Transports: the framework-free protocol module and the WebSocket endpoints."""

