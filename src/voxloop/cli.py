@@ -79,7 +79,7 @@ def serve(
         settings.server.host = host
     if port is not None:
         settings.server.port = port
-    from voxloop.server.app import run_server
+    from voxloop.app import run_server
 
     _guarded(lambda: run_server(settings))
 

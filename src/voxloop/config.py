@@ -33,8 +33,11 @@ class VADSettings(BaseModel):
 
 class STTSettings(BaseModel):
     provider: str = "whisper"
+    preset: Literal["tiny.en", "base"] = Field(
+        "tiny.en", description="packaged Whisper model; base is slower and more accurate"
+    )
     model_path: Path | None = Field(
-        None, description="a CTranslate2 Whisper directory; default: the packaged tiny.en"
+        None, description="any CTranslate2 Whisper directory; overrides the preset"
     )
     compute_type: str = "int8"
     language: str | None = "en"

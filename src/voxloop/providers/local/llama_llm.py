@@ -19,43 +19,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 from voxloop.errors import ModelFileError
 from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
-from voxloop.providers.local.gguf import PRESETS, Progress, resolve_model
+from voxloop.providers.local.modelfiles import LLM_PRESETS, Progress, resolve_model, rich_progress
 from voxloop.providers.worker import ModelWorker
 
 if TYPE_CHECKING:
     from voxloop.config import Settings
-
-
-def _rich_progress(description: str, total: int) -> Progress:
-    """A progress bar on stderr; it closes itself when the total is reached."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        TransferSpeedColumn,
-    )
-    from rich.progress import (
-        Progress as RichProgress,
-    )
-
-    bar = RichProgress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        transient=False,
-    )
-    task = bar.add_task(description, total=total)
-    bar.start()
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        bar.update(task, advance=n)
-        if done >= total:
-            bar.stop()
-
-    return advance
 
 
 class LlamaLLM(LLMProvider):
@@ -104,8 +72,8 @@ class LlamaLLM(LLMProvider):
         if s.model_path is not None:
             path, label = s.model_path, s.model_path.name
         else:
-            spec = PRESETS[s.preset]
-            factory = progress_factory or _rich_progress
+            spec = LLM_PRESETS[s.preset]
+            factory = progress_factory or rich_progress
             path = resolve_model(spec, settings.resolved_cache_dir() / "models", factory)
             label = spec.name
         return cls(

