@@ -7,10 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from engine_helpers import Driver, make_services, quiet, speech
 from voxloop.providers.base import AudioChunk
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS
 from voxloop.transport.protocol import Interrupt, Playback, Reset, Stop, Text
+
+from engine_helpers import Driver, make_services, quiet, speech
 
 LONG = (
     "This is the first sentence of a long answer. Here comes the second sentence now. "
@@ -297,3 +298,19 @@ async def test_metrics_for_each_turn():
     assert m["voice_to_voice_ms"] == pytest.approx(500 + 200 + 300 + 100, abs=80)
     assert m["interrupted"] is False
     assert d.session.services.metrics.turns[-1].turn_id == 1
+
+
+@pytest.mark.parametrize("rate", [8000, 24000, 48000])
+async def test_other_input_rates_are_resampled(rate):
+    svc = make_services(stt=FakeSTT())
+    d = await Driver.start(svc, sample_rate=rate)
+    loud = np.random.default_rng(0).uniform(-0.3, 0.3, rate).astype(np.float32)  # 1 s
+    audio = np.concatenate([loud, np.zeros(int(0.7 * rate), np.float32)])
+    step = rate // 50
+    for i in range(0, len(audio), step):
+        d.session.feed_audio(audio[i : i + step])
+        await d.clock.advance(0.02)
+    await d.pump()
+    assert len(d.events("final_transcript")) == 1
+    # STT saw 16 kHz audio: ~1 s of speech plus pre-roll and the closing silence.
+    assert 1.0 <= svc.stt.calls[0] <= 1.0 + 0.3 + 0.6

@@ -193,3 +193,27 @@ def test_audio_turn_over_the_socket(client):
         seen = receive_until(ws, "final_transcript")
         assert seen[-1]["text"].startswith("fake transcript of")
         assert seen[-1]["turn_id"] == 1
+
+
+def test_configure_changes_the_live_session(client):
+    with client.websocket_connect("/ws") as ws:
+        session = start(ws)
+        assert session["options"]["barge_in"] is True
+        ws.send_json(
+            {"type": "configure", "persona": "Be brief.", "end_of_turn_silence_s": 0.9}
+            | {"barge_in": False}
+        )
+        configured = receive_until(ws, "configured")[-1]
+        assert configured["persona"] == "Be brief."
+        assert configured["end_of_turn_silence_s"] == 0.9
+        assert configured["barge_in"] is False
+        ws.send_json({"type": "configure", "end_of_turn_silence_s": 99})
+        assert_error(ws, "bad_message")
+
+
+def test_health_readiness_and_static_app(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "voxloop" in page.text

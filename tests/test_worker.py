@@ -93,3 +93,23 @@ async def test_two_consumers_interleave_step_by_step():
     # Neither consumer ran all its steps before the other started.
     assert tags.index("b") < len(tags) - tags[::-1].index("a") - 1
     worker.shutdown()
+
+
+async def test_a_busy_model_does_not_hold_up_another_model():
+    """The LLM stuck mid-answer must not delay STT: each model has its own worker."""
+    llm_worker, stt_worker = ModelWorker("llm"), ModelWorker("stt")
+    engine = Engine()  # blocks at every step until its gate opens
+
+    async def long_answer():
+        async for _ in llm_worker.iterate(engine.run):
+            pass
+
+    answer = asyncio.create_task(long_answer())
+    transcript = await asyncio.wait_for(stt_worker.run(lambda: "hello"), timeout=5)
+    assert transcript == "hello"
+    assert not answer.done()  # the LLM is still busy with its first step
+    answer.cancel()
+    engine.gate.set()
+    await asyncio.gather(answer, return_exceptions=True)
+    llm_worker.shutdown()
+    stt_worker.shutdown()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
 from voxloop.clock import Clock, RealClock
@@ -22,12 +24,7 @@ from voxloop.transport.ws import serve_websocket
 
 log = logging.getLogger("voxloop")
 
-_PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>voxloop</title></head>
-<body style="font-family: system-ui; max-width: 40rem; margin: 4rem auto">
-<h1>voxloop {version}</h1>
-<p>The server is running. Talk to it over the WebSocket protocol at <code>/ws</code>
-(see docs/protocol.md), for example with
-<code>voxloop talk question.wav -o reply.wav</code>.</p></body></html>"""
+WEB_DIR = Path(__file__).parent / "web"
 
 
 def build_services(
@@ -55,10 +52,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         svc = services or build_services(settings, registry)
+        svc.metrics.prometheus.track_sessions(lambda: len(svc.live_sessions))
+        app.state.services = svc
         if warmup:
             for provider in (svc.vad, svc.stt, svc.llm, svc.tts):
                 await provider.warmup()
-        app.state.services = svc
+        app.state.ready = True
         log.info("voxloop ready", extra={"version": __version__})
         yield
         if services is None and svc.pool is not None:
@@ -66,14 +65,27 @@ def create_app(
 
     app = FastAPI(title="voxloop", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> str:
-        return _PLACEHOLDER.format(version=__version__)
+    app.state.ready = False
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """The process is alive."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """The models are loaded and warmed up."""
+        if not app.state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        svc: Services = app.state.services
+        return Response(
+            svc.metrics.prometheus.render(),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     @app.get("/api/metrics/summary")
     async def metrics_summary() -> JSONResponse:
@@ -90,6 +102,8 @@ def create_app(
     async def ws(websocket: WebSocket) -> None:
         await serve_websocket(websocket, app.state.services)
 
+    # The browser app: static files, no build step. Mounted last so the routes above win.
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
 
 

@@ -1,7 +1,9 @@
 """Per-turn latency figures and the in-process registry that collects them.
 
 All times are in milliseconds, measured on the server's clock (injectable, so tests can run
-on virtual time). A stage that did not run in a turn is None, never 0.
+on virtual time). A stage that did not run in a turn is None, never 0. The registry also
+feeds Prometheus collectors of its own (`CollectorRegistry` per registry, no globals), which
+`/metrics` exposes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import logging
 import statistics
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("voxloop.turn")
 
@@ -46,6 +51,56 @@ STAGES = (
 )
 
 
+_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class PrometheusMetrics:
+    """The Prometheus view of the registry, in a collector registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stage = Histogram(
+            "voxloop_stage_latency_seconds",
+            "Latency of each pipeline stage per turn",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.voice_to_voice = Histogram(
+            "voxloop_voice_to_voice_seconds",
+            "End of user speech to first agent audio sent",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.turns = Counter("voxloop_turns", "Completed turns", registry=self.registry)
+        self.interruptions = Counter(
+            "voxloop_interruptions", "Replies cut by barge-in or interrupt", registry=self.registry
+        )
+        self.errors = Counter(
+            "voxloop_errors", "Errors reported to clients", ["code"], registry=self.registry
+        )
+        self.sessions = Gauge(
+            "voxloop_active_sessions", "Connected sessions", registry=self.registry
+        )
+
+    def observe(self, m: TurnMetrics) -> None:
+        self.turns.inc()
+        if m.interrupted:
+            self.interruptions.inc()
+        for stage in STAGES[:-1]:
+            value = getattr(m, stage)
+            if value is not None:
+                self.stage.labels(stage.removesuffix("_ms")).observe(value / 1000)
+        if m.voice_to_voice_ms is not None:
+            self.voice_to_voice.observe(m.voice_to_voice_ms / 1000)
+
+    def track_sessions(self, count: Callable[[], int]) -> None:
+        self.sessions.set_function(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 @dataclass
 class MetricsRegistry:
     """Keeps the recent turns and running counts; exporters read from here."""
@@ -53,6 +108,7 @@ class MetricsRegistry:
     keep: int = 1000
     turns: deque[TurnMetrics] = field(default_factory=deque)
     counts: dict[str, int] = field(default_factory=dict)
+    prometheus: PrometheusMetrics = field(default_factory=PrometheusMetrics)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_turn(self, metrics: TurnMetrics) -> None:
@@ -63,6 +119,7 @@ class MetricsRegistry:
             self.count("turns")
             if metrics.interrupted:
                 self.count("interruptions")
+        self.prometheus.observe(metrics)
         log.info(
             "turn complete",
             extra={
@@ -74,6 +131,10 @@ class MetricsRegistry:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
+
+    def error(self, code: str) -> None:
+        self.count(f"errors.{code}")
+        self.prometheus.errors.labels(code).inc()
 
     def summary(self) -> dict[str, dict[str, float]]:
         """p50/p90/max per stage over the kept turns."""

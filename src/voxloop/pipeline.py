@@ -65,6 +65,7 @@ class Reply:
     metrics: TurnMetrics
     speech_end_at: float | None = None  # clock time the user stopped talking
     on_done: Callable[[Reply], None] | None = None
+    on_error: Callable[[str, str, int], None] | None = None  # (code, message, turn_id)
 
     text: str = ""
     sentences: list[str] = field(default_factory=list)
@@ -145,6 +146,14 @@ class Reply:
         if self.on_done is not None:
             self.on_done(self)
 
+    def _error(self, code: str, message: str) -> None:
+        if self.on_error is not None:
+            self.on_error(code, message, self.turn_id)
+        else:
+            self.outbox.control(
+                event("error", self.session_id, self.turn_id, code=code, message=message)
+            )
+
     # -- playback position ----------------------------------------------------------------
 
     def report_playback(self, ms: float) -> None:
@@ -207,15 +216,7 @@ class Reply:
                 self.outbox.control(
                     event("tts_stop", self.session_id, self.turn_id, reason="error")
                 )
-            self.outbox.control(
-                event(
-                    "error",
-                    self.session_id,
-                    self.turn_id,
-                    code="reply_failed",
-                    message=f"the reply failed: {type(exc).__name__}: {exc}",
-                )
-            )
+            self._error("reply_failed", f"the reply failed: {type(exc).__name__}: {exc}")
             self._finish(self.heard_text())
 
     async def _produce(self) -> None:
@@ -281,15 +282,7 @@ class Reply:
                     out.put_nowait(chunk)
         except Exception as exc:  # skip the sentence, say why, keep speaking the rest
             log.exception("TTS failed", extra={"session_id": self.session_id})
-            self.outbox.control(
-                event(
-                    "error",
-                    self.session_id,
-                    self.turn_id,
-                    code="tts_failed",
-                    message=f"could not speak a sentence: {type(exc).__name__}: {exc}",
-                )
-            )
+            self._error("tts_failed", f"could not speak a sentence: {type(exc).__name__}: {exc}")
         finally:
             out.put_nowait(None)
 

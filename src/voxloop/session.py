@@ -96,7 +96,13 @@ class Session:
         self._recent_samples = 0
         self._arrivals: deque[tuple[int, float]] = deque()  # (sample index, clock time)
         self._not_started_reported = False
-        self.detector = TurnDetector()
+        turns = services.settings.turns
+        self.detector = TurnDetector(
+            TurnConfig(
+                end_of_turn_silence_s=turns.end_of_turn_silence_s, min_speech_s=turns.min_speech_s
+            )
+        )
+        self.barge_in = turns.barge_in
         self._provisional_id = new_session_id()  # until 'start' names or creates one
         services.live_sessions.add(self)
 
@@ -153,6 +159,8 @@ class Session:
         elif isinstance(msg, p.Interrupt):
             await self._interrupt("interrupt")
             self.outbox.control(self._event("interrupt_acknowledged"))
+        elif isinstance(msg, p.Configure):
+            self._configure(msg)
         elif isinstance(msg, p.Text):
             await self._interrupt("text")
             self.turn_counter += 1
@@ -166,7 +174,7 @@ class Session:
 
     def error(self, code: str, message: str, turn_id: int | None = None) -> None:
         log.warning("client error %s: %s", code, message, extra={"session_id": self.session_id})
-        self.services.metrics.count(f"errors.{code}")
+        self.services.metrics.error(code)
         self.outbox.control(self._event("error", turn_id, code=code, message=message))
 
     # -- start / stop ---------------------------------------------------------------------
@@ -182,12 +190,7 @@ class Session:
         if msg.voice is not None:
             self._set_voice(msg.voice)
         self.turn_counter = max((t.turn_id for t in self.state.history.turns), default=0)
-        cfg = svc.settings.turns
-        self.detector = TurnDetector(
-            TurnConfig(
-                end_of_turn_silence_s=cfg.end_of_turn_silence_s, min_speech_s=cfg.min_speech_s
-            )
-        )
+        self.detector.reset()
         self._resampler = StreamResampler(msg.sample_rate, MODEL_RATE)
         self._samples_in = 0
         self._recent.clear()
@@ -203,6 +206,7 @@ class Session:
                 output=p.audio_format(svc.tts.sample_rate),
                 resumed=bool(self.state.history.turns),
                 turns=len(self.state.history.turns),
+                options=self.options(),
             )
         )
         self._set_status("listening")
@@ -219,6 +223,28 @@ class Session:
                 self.services.settings.session.max_history_turns,
             )
         return state
+
+    def _configure(self, msg: p.Configure) -> None:
+        assert self.state is not None
+        if msg.persona is not None:
+            self.state.persona = msg.persona or None  # "" goes back to the default prompt
+        if msg.voice is not None:
+            self._set_voice(msg.voice)
+        if msg.end_of_turn_silence_s is not None:
+            self.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
+        if msg.barge_in is not None:
+            self.barge_in = msg.barge_in
+        self.outbox.control(self._event("configured", **self.options()))
+
+    def options(self) -> dict[str, Any]:
+        """The live session's adjustable settings, as `configured` reports them."""
+        assert self.state is not None
+        return {
+            "persona": self.state.persona or self.services.settings.llm.system_prompt,
+            "voice": self.state.voice or "default",
+            "end_of_turn_silence_s": self.detector.config.end_of_turn_silence_s,
+            "barge_in": self.barge_in,
+        }
 
     def _set_voice(self, voice: str) -> None:
         assert self.state is not None
@@ -294,7 +320,7 @@ class Session:
             if (
                 reply is not None
                 and not reply.done
-                and cfg.barge_in
+                and self.barge_in
                 and self.detector.current_speech_s >= cfg.barge_in_min_speech_s
             ):
                 await self._interrupt("barge_in")
@@ -305,7 +331,7 @@ class Session:
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
         if event.kind is TurnEventKind.SPEECH_STARTED:
-            if self.reply is not None and not self.services.settings.turns.barge_in:
+            if self.reply is not None and not self.barge_in:
                 return  # the agent has the floor; speech is ignored until it finishes
             if self._utterance is None:
                 self._open_utterance()
@@ -398,6 +424,7 @@ class Session:
             metrics=metrics,
             speech_end_at=speech_end_at,
             on_done=self._reply_done,
+            on_error=self.error,
         )
         self.reply.start()
 

@@ -65,12 +65,22 @@ class Playback(_Msg):
     turn_id: int | None = None
 
 
+class Configure(_Msg):
+    """Change a live session's settings; omitted fields stay as they are."""
+
+    type: Literal["configure"] = "configure"
+    persona: str | None = Field(None, max_length=8000)
+    voice: str | None = Field(None, max_length=256)
+    end_of_turn_silence_s: float | None = Field(None, ge=0.1, le=5.0)
+    barge_in: bool | None = None
+
+
 class Ping(_Msg):
     type: Literal["ping"] = "ping"
     t: Any = None  # echoed back in the pong, for round-trip measurement
 
 
-ClientMessage = Start | Stop | Reset | Interrupt | Text | Playback | Ping
+ClientMessage = Start | Stop | Reset | Interrupt | Text | Playback | Configure | Ping
 MESSAGE_TYPES: dict[str, type[_Msg]] = {
     "start": Start,
     "stop": Stop,
@@ -78,6 +88,7 @@ MESSAGE_TYPES: dict[str, type[_Msg]] = {
     "interrupt": Interrupt,
     "text": Text,
     "playback": Playback,
+    "configure": Configure,
     "ping": Ping,
 }
 

@@ -68,6 +68,7 @@ class PiperTTS(TTSProvider):
                 f"{REINSTALL}"
             ) from None
         self._voice = PiperVoice(config=config, session=session)
+        self.voice_name = self.voice_path.stem
         self.sample_rate = int(config.sample_rate)
         # length_scale > 1 is slower speech, so it is the inverse of speed.
         self._syn = SynthesisConfig(length_scale=config.length_scale / speed, volume=0.9)
