@@ -43,8 +43,9 @@ def test_stt_partials_then_one_final(real_pool, speak):
 
     async def run():
         async def chunks():
-            for i in range(0, len(audio), 3200):  # 200 ms at a time
+            for i in range(0, len(audio), 3200):  # 200 ms at a time, at twice real time
                 yield audio[i : i + 3200]
+                await asyncio.sleep(0.1)
 
         return [t async for t in stt.transcribe(chunks())]
 

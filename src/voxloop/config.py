@@ -43,6 +43,12 @@ class STTSettings(BaseModel):
     language: str | None = "en"
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1)
+    partial_interval_s: float = Field(
+        1.0, ge=0.2, le=10.0, description="how often partial transcripts are decoded"
+    )
+    short_window: bool = Field(
+        True, description="encode only the utterance, not a padded 30 s window (much faster)"
+    )
 
 
 class LLMSettings(BaseModel):

@@ -1,7 +1,7 @@
 """Word error rate, for round-trip tests and STT benchmarks.
 
-Text is normalised first (case, punctuation, hyphens) so that "Paris." and "paris" match:
-we want to measure recognition, not formatting.
+Text is normalised first (case, punctuation, hyphens, digits spelled out) so that "Paris."
+and "paris", or "4" and "four", match: we want to measure recognition, not formatting.
 """
 
 from __future__ import annotations
@@ -11,11 +11,50 @@ import re
 _KEEP = re.compile(r"[^a-z0-9' ]+")
 
 
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_WORDS = {*_ONES, *_TENS[2:], "hundred", "thousand"}
+
+
+def spell_number(n: int) -> str:
+    """0 ≤ n < 1,000,000 in words, without "and" (normalised text drops it anyway)."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + spell_number(rest))
+    rest = n % 1000
+    return spell_number(n // 1000) + " thousand" + ("" if rest == 0 else " " + spell_number(rest))
+
+
 def normalize(text: str) -> list[str]:
-    """Lowercase words with punctuation removed; hyphens split words; apostrophes stay."""
+    """Lowercase words with punctuation removed; hyphens split words; apostrophes stay;
+    whole numbers are spelled out, and "and" inside a spelled number is dropped."""
     text = text.lower().replace("-", " ").replace("’", "'")
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
     text = _KEEP.sub(" ", text)
-    return [w.strip("'") for w in text.split() if w.strip("'")]
+    words: list[str] = []
+    for raw in text.split():
+        word = raw.strip("'")
+        if word.isdigit() and len(word) <= 6:
+            words.extend(spell_number(int(word)).split())
+        elif word:
+            words.append(word)
+    return [
+        w
+        for i, w in enumerate(words)
+        if not (
+            w == "and"
+            and 0 < i < len(words) - 1
+            and words[i - 1] in _NUMBER_WORDS
+            and words[i + 1] in _NUMBER_WORDS
+        )
+    ]
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

