@@ -113,9 +113,9 @@ async def test_barge_in_cancels_llm_and_tts_and_keeps_what_was_heard():
     after = d.sent[d.sent.index(next(m for m in d.sent if m.json == stops[0])) + 1 :]
     assert all(m.turn_id != 1 or (m.json and m.json["type"] != "tts_start") for m in after)
     assert not any(m.audio is not None and m.turn_id == 1 for m in after)
-    tokens_at_stop = llm.tokens_produced
+    tokens_at_stop = llm.tokens_by_request[0]
     await d.run_for(0.4)  # under the end-of-turn silence: the next turn has not started
-    assert llm.tokens_produced == tokens_at_stop
+    assert llm.tokens_by_request[0] == tokens_at_stop
     turn = d.session.state.history.turns[0]
     assert turn.interrupted
     assert turn.assistant, "some of the reply had been heard"
@@ -283,14 +283,21 @@ async def test_reset_clears_history_and_stop_is_acknowledged():
     assert d.events("error")[-1]["code"] == "not_started"
 
 
+def _timed_services(**settings):
+    return make_services(
+        stt=FakeSTT(["hi"], latency_s=0.2),
+        llm=FakeLLM(["Hello there."], first_token_s=0.3),
+        tts=FakeTTS(latency_s=0.1),
+        **settings,
+    )
+
+
 async def test_metrics_for_each_turn():
-    stt = FakeSTT(["hi"], latency_s=0.2)
-    llm = FakeLLM(["Hello there."], first_token_s=0.3)
-    tts = FakeTTS(latency_s=0.1)
-    d = await Driver.start(make_services(stt=stt, llm=llm, tts=tts))
+    d = await Driver.start(_timed_services(turns={"speculative_silence_s": 0}))
     await d.feed(speech(0.6))
     await d.run_for(3.0)
     m = d.events("metrics")[0]
+    assert m["vad_end_of_turn_ms"] == pytest.approx(500, abs=40)
     assert m["stt_final_ms"] == pytest.approx(200, abs=25)
     assert m["llm_first_token_ms"] == pytest.approx(300, abs=25)
     assert m["tts_first_audio_ms"] == pytest.approx(100, abs=25)
@@ -298,6 +305,53 @@ async def test_metrics_for_each_turn():
     assert m["voice_to_voice_ms"] == pytest.approx(500 + 200 + 300 + 100, abs=80)
     assert m["interrupted"] is False
     assert d.session.services.metrics.turns[-1].turn_id == 1
+
+
+async def test_speculation_starts_the_reply_at_the_pause():
+    d = await Driver.start(_timed_services(turns={"speculative_silence_s": 0.2}))
+    await d.feed(speech(0.6))
+    await d.run_for(3.0)
+    m = d.events("metrics")[0]
+    assert m["stt_final_ms"] == 0.0  # the transcript was ready before the turn ended
+    # pause (0.2 s) → STT → LLM → TTS, instead of waiting for the full 0.5 s first
+    assert m["voice_to_voice_ms"] == pytest.approx(200 + 200 + 300 + 100, abs=80)
+    assert d.session.state.history.turns[0].assistant == "Hello there."
+
+
+async def test_audio_is_held_until_the_turn_really_ends():
+    # Everything is instant: the speculative reply is ready long before the turn ends.
+    d = await Driver.start(make_services(llm=FakeLLM(["Quick."])))
+    await d.feed(speech(0.6))
+    await d.run_for(0.45)  # paused for 0.45 s: speculating, but not yet the end of the turn
+    assert d.audio_bytes() == 0
+    assert d.events("llm_response") == []
+    await d.run_for(0.1)
+    assert d.audio_bytes() > 0
+    types = d.types()
+    assert types.index("final_transcript") < types.index("llm_response")
+    await d.run_for(1.0)
+    m = d.events("metrics")[0]
+    assert m["voice_to_voice_ms"] == pytest.approx(500, abs=40)
+
+
+async def test_a_discarded_speculation_leaves_no_trace():
+    llm = FakeLLM(lambda msgs: f"Answer to {msgs[-1].content}.", token_s=0.05)
+    d = await Driver.start(make_services(llm=llm, stt=FakeSTT(["I want to book a table"])))
+    await d.feed(speech(0.6))
+    await d.run_for(0.3)  # a mid-sentence pause: speculation starts...
+    assert len(llm.requests) == 1
+    await d.feed(speech(0.6, seed=5))  # ...but the user goes on
+    await d.run_for(2.5)
+    assert len(llm.requests) == 2
+    assert llm.tokens_by_request[0] < len("Answer to I want to book a table.".split())
+    turns = d.session.state.history.turns
+    assert len(turns) == 1  # one turn, from the whole utterance
+    finals = d.events("final_transcript")
+    assert len(finals) == 1
+    # Nothing from the speculative run reached the client before the real final transcript.
+    first_reply_event = d.types().index("llm_response")
+    assert d.types().index("final_transcript") < first_reply_event
+    assert len(d.events("metrics")) == 1
 
 
 @pytest.mark.parametrize("rate", [8000, 24000, 48000])

@@ -86,9 +86,20 @@ class TurnSettings(BaseModel):
         0.2, ge=0.0, le=3.0, description="speech needed to interrupt the agent"
     )
     preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="audio kept before speech start")
+    speculative_silence_s: float = Field(
+        0.2,
+        ge=0.0,
+        le=5.0,
+        description="pause after which the reply is prepared (and held back) in case the "
+        "turn is over; 0 turns speculation off",
+    )
 
 
 class SessionSettings(BaseModel):
+    mode: Literal["streaming", "sequential"] = Field(
+        "streaming",
+        description="sequential is the naive baseline: whole transcript, whole answer, then TTS",
+    )
     output_lead_s: float = Field(
         0.6, ge=0.05, le=30.0, description="how far audio is sent ahead of playback"
     )

@@ -83,3 +83,57 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._ready.set()
+
+
+class HeldOutbox:
+    """An outbox front that holds everything back until `release()`, or drops it all.
+
+    A speculative reply writes here: if the user was really done, its events go out in
+    order; if the user goes on talking, nothing it did ever reaches the client.
+    """
+
+    def __init__(self, target: Outbox) -> None:
+        self._target = target
+        self._held: list[tuple[str, object, int | None]] | None = []
+
+    @property
+    def released(self) -> bool:
+        return self._held is None
+
+    def control(self, payload: dict[str, Any]) -> None:
+        self._put("control", payload, None)
+
+    def data(self, payload: dict[str, Any]) -> None:
+        self._put("data", payload, None)
+
+    def audio(self, pcm: bytes, turn_id: int) -> None:
+        self._put("audio", pcm, turn_id)
+
+    def drop_turn(self, turn_id: int, keep_events: frozenset[str] = frozenset()) -> int:
+        if self._held is not None:
+            dropped = sum(len(p) for k, p, _ in self._held if k == "audio")  # type: ignore[arg-type]
+            self._held = []
+            return dropped
+        return self._target.drop_turn(turn_id, keep_events)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        for kind, payload, turn_id in held or []:
+            self._forward(kind, payload, turn_id)
+
+    def discard(self) -> None:
+        self._held = []
+
+    def _put(self, kind: str, payload: object, turn_id: int | None) -> None:
+        if self._held is not None:
+            self._held.append((kind, payload, turn_id))
+        else:
+            self._forward(kind, payload, turn_id)
+
+    def _forward(self, kind: str, payload: object, turn_id: int | None) -> None:
+        if kind == "audio":
+            self._target.audio(payload, turn_id)  # type: ignore[arg-type]
+        elif kind == "control":
+            self._target.control(payload)  # type: ignore[arg-type]
+        else:
+            self._target.data(payload)  # type: ignore[arg-type]

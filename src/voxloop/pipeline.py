@@ -22,7 +22,7 @@ from voxloop.audio import StreamResampler
 from voxloop.clock import Clock
 from voxloop.history import History, TurnRecord
 from voxloop.metrics import TurnMetrics
-from voxloop.outbox import Outbox
+from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.providers.base import AudioChunk, LLMProvider, TTSProvider
 from voxloop.text import SentenceSplitter, speakable
 from voxloop.transport.protocol import audio_format, event
@@ -40,6 +40,8 @@ class ReplyConfig:
     synth_ahead: int = 2
     early_first_clause: bool = True
     max_tokens: int | None = None
+    # The naive baseline: the whole LLM answer, then the whole TTS audio, then playback.
+    sequential: bool = False
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Reply:
     user_text: str
     llm: LLMProvider
     tts: TTSProvider
-    outbox: Outbox
+    outbox: Outbox | HeldOutbox
     clock: Clock
     history: History
     config: ReplyConfig
@@ -66,6 +68,8 @@ class Reply:
     speech_end_at: float | None = None  # clock time the user stopped talking
     on_done: Callable[[Reply], None] | None = None
     on_error: Callable[[str, str, int], None] | None = None  # (code, message, turn_id)
+    gate: asyncio.Event | None = None  # a speculative reply plays no audio until it is set
+    speculative: bool = False  # True until the session adopts it (then its turn counts)
 
     text: str = ""
     sentences: list[str] = field(default_factory=list)
@@ -246,10 +250,14 @@ class Reply:
                     self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
                 self.text += delta
                 self.outbox.data(event("llm_response", sid, tid, delta=delta, is_complete=False))
-                for sentence in splitter.push(delta):
+                if not self.config.sequential:
+                    for sentence in splitter.push(delta):
+                        enqueue(sentence)
+            if self.config.sequential:
+                enqueue(self.text)
+            else:
+                for sentence in splitter.flush():
                     enqueue(sentence)
-            for sentence in splitter.flush():
-                enqueue(sentence)
         finally:
             queue.put_nowait(None)
         self.outbox.data(event("llm_status", sid, tid, status="done"))
@@ -275,10 +283,16 @@ class Reply:
             async with slots:
                 started = self.clock.now()
                 first = True
+                held: list[AudioChunk] = []
                 async for chunk in self.tts.synthesize(text):
                     if first and index == 0:
                         self.metrics.tts_first_audio_ms = (self.clock.now() - started) * 1000
                     first = False
+                    if self.config.sequential:
+                        held.append(chunk)  # the baseline plays nothing until all is ready
+                    else:
+                        out.put_nowait(chunk)
+                for chunk in held:
                     out.put_nowait(chunk)
         except Exception as exc:  # skip the sentence, say why, keep speaking the rest
             log.exception("TTS failed", extra={"session_id": self.session_id})
@@ -303,6 +317,8 @@ class Reply:
                     await self._send(index, pcm[start : start + frame], rate)
 
     async def _send(self, sentence: int, pcm: np.ndarray, rate: int) -> None:
+        if self.gate is not None and not self.gate.is_set():
+            await self.gate.wait()
         now = self.clock.now()
         ahead = self._play_end - now
         if ahead > self.config.lead_s:

@@ -1,10 +1,12 @@
 """A conversation session: the per-connection state machine between a transport and the models.
 
-Audio in → resample to 16 kHz → VAD → turn detection → streaming STT (partials) → at end of
-turn, the final transcript starts a `Reply` (LLM → sentences → TTS → audio out). Speech
-while a reply is active interrupts it (barge-in). Everything the session says goes through
-its `Outbox`; transports only move bytes. Sessions share the loaded models (`Services`) and
-nothing else.
+The `Listener` turns audio into turn events (VAD → turn detection → streaming STT). At the
+end of a turn the final transcript starts a `Reply` (LLM → sentences → TTS → audio out).
+At a shorter pause the session *speculates*: it transcribes and starts the reply at once,
+holding its output back, and releases it the moment the pause becomes the end of the turn
+(or drops it without a trace if the user goes on). Speech while a reply is active
+interrupts it (barge-in). Everything the session says goes through its `Outbox`;
+transports only move bytes. Sessions share the loaded models (`Services`) and nothing else.
 """
 
 from __future__ import annotations
@@ -12,28 +14,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from voxloop.audio import StreamResampler, pcm16_to_float
+from voxloop.audio import pcm16_to_float
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
+from voxloop.listener import Heard, Listener, Utterance
 from voxloop.metrics import MetricsRegistry, TurnMetrics
-from voxloop.outbox import Outbox
+from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.pipeline import Reply, ReplyConfig
-from voxloop.providers.base import LLMProvider, STTProvider, Transcript, TTSProvider, VADProvider
+from voxloop.providers.base import (
+    LLMProvider,
+    STTProvider,
+    Transcript,
+    TTSProvider,
+    VADProvider,
+    transcribe_all,
+)
 from voxloop.providers.registry import ProviderPool
 from voxloop.store.memory import MemoryStore, SessionState, new_session_id, valid_session_id
 from voxloop.transport import protocol as p
-from voxloop.turns import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
+from voxloop.turns import TurnConfig
 
 log = logging.getLogger("voxloop.session")
-
-MODEL_RATE = 16000
 
 
 @dataclass
@@ -52,33 +58,6 @@ class Services:
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown
 
 
-class _AudioQueue:
-    """An async iterator over audio chunks that a producer feeds and closes."""
-
-    def __init__(self) -> None:
-        self._q: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
-
-    def put(self, chunk: np.ndarray) -> None:
-        self._q.put_nowait(chunk)
-
-    def close(self) -> None:
-        self._q.put_nowait(None)
-
-    async def __aiter__(self) -> AsyncIterator[np.ndarray]:
-        while (chunk := await self._q.get()) is not None:
-            yield chunk
-
-
-@dataclass
-class _Utterance:
-    """The user's current utterance: its turn id, STT stream and when speech ended."""
-
-    turn_id: int
-    audio: _AudioQueue
-    stt_task: asyncio.Task[Transcript | None]
-    speech_end_at: float | None = None
-
-
 class Session:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -87,20 +66,27 @@ class Session:
         self.state: SessionState | None = None
         self.turn_counter = 0
         self.reply: Reply | None = None
-        self._utterance: _Utterance | None = None
+        self._spec: Speculation | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._vad_audio: _AudioQueue | None = None
-        self._resampler: StreamResampler | None = None
-        self._samples_in = 0  # 16 kHz samples received since start
-        self._recent: deque[np.ndarray] = deque()  # audio kept for the pre-roll
-        self._recent_samples = 0
-        self._arrivals: deque[tuple[int, float]] = deque()  # (sample index, clock time)
         self._not_started_reported = False
         turns = services.settings.turns
-        self.detector = TurnDetector(
+        self.sequential = services.settings.session.mode == "sequential"
+        self.listener = Listener(
+            services.vad,
+            services.stt,
+            self.clock,
             TurnConfig(
-                end_of_turn_silence_s=turns.end_of_turn_silence_s, min_speech_s=turns.min_speech_s
-            )
+                end_of_turn_silence_s=turns.end_of_turn_silence_s,
+                min_speech_s=turns.min_speech_s,
+                pause_s=0.0 if self.sequential else turns.speculative_silence_s,
+            ),
+            preroll_s=turns.preroll_s,
+            on_partial=lambda turn_id, text: self.outbox.data(
+                self._event("partial_transcript", turn_id, text=text)
+            ),
+            on_stt_error=lambda turn_id, exc: self.error(
+                "stt_failed", f"speech recognition failed: {exc}", turn_id
+            ),
         )
         self.barge_in = turns.barge_in
         self._provisional_id = new_session_id()  # until 'start' names or creates one
@@ -112,7 +98,7 @@ class Session:
 
     @property
     def started(self) -> bool:
-        return self._vad_audio is not None
+        return self.listener.active
 
     @property
     def status(self) -> str:
@@ -152,9 +138,9 @@ class Session:
             await self._stop()
         elif isinstance(msg, p.Reset):
             await self._interrupt("reset")
-            await self._drop_utterance()
+            await self._drop_speculation()
+            await self.listener.drop_utterance()
             self.state.history.clear()
-            self.detector.reset()
             self._set_status("listening" if self.started else "idle")
         elif isinstance(msg, p.Interrupt):
             await self._interrupt("interrupt")
@@ -190,15 +176,9 @@ class Session:
         if msg.voice is not None:
             self._set_voice(msg.voice)
         self.turn_counter = max((t.turn_id for t in self.state.history.turns), default=0)
-        self.detector.reset()
-        self._resampler = StreamResampler(msg.sample_rate, MODEL_RATE)
-        self._samples_in = 0
-        self._recent.clear()
-        self._recent_samples = 0
-        self._arrivals.clear()
         self._not_started_reported = False
-        self._vad_audio = _AudioQueue()
-        self._spawn(self._run_vad(self._vad_audio), "vad")
+        self.listener.start(msg.sample_rate)
+        self._spawn(self.listener.run(self._on_heard), "vad")
         self.outbox.control(
             self._event(
                 "session",
@@ -231,7 +211,7 @@ class Session:
         if msg.voice is not None:
             self._set_voice(msg.voice)
         if msg.end_of_turn_silence_s is not None:
-            self.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
+            self.listener.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
         if msg.barge_in is not None:
             self.barge_in = msg.barge_in
         self.outbox.control(self._event("configured", **self.options()))
@@ -242,7 +222,7 @@ class Session:
         return {
             "persona": self.state.persona or self.services.settings.llm.system_prompt,
             "voice": self.state.voice or "default",
-            "end_of_turn_silence_s": self.detector.config.end_of_turn_silence_s,
+            "end_of_turn_silence_s": self.listener.detector.config.end_of_turn_silence_s,
             "barge_in": self.barge_in,
         }
 
@@ -258,10 +238,9 @@ class Session:
 
     async def _stop(self, acknowledge: bool = True) -> None:
         await self._interrupt("stop")
-        await self._drop_utterance()
-        if self._vad_audio is not None:
-            self._vad_audio.close()
-            self._vad_audio = None
+        await self._drop_speculation()
+        await self.listener.drop_utterance()
+        self.listener.stop()
         if acknowledge:
             self.outbox.control(self._event("stop_acknowledged"))
             self._set_status("idle")
@@ -271,12 +250,13 @@ class Session:
         if self.reply is not None:
             await self.reply.close()
             self.reply = None
+        await self._drop_speculation()
+        await self.listener.drop_utterance()
+        self.listener.stop()
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._utterance = None
-        self._vad_audio = None
         self.outbox.close()
         self.services.live_sessions.discard(self)
         if self.state is not None:
@@ -285,95 +265,85 @@ class Session:
     # -- audio → VAD → turns → STT --------------------------------------------------------
 
     def feed_audio(self, samples: np.ndarray) -> None:
-        """Queue client audio (float32 at the client's rate) for VAD and, if open, STT."""
-        if self._vad_audio is None or self._resampler is None:
-            return
-        audio = self._resampler.push(samples)
-        if not len(audio):
-            return
-        self._samples_in += len(audio)
-        self._arrivals.append((self._samples_in, self.clock.now()))
-        while len(self._arrivals) > 500:
-            self._arrivals.popleft()
-        self._recent.append(audio)
-        self._recent_samples += len(audio)
-        keep = int(self.services.settings.turns.preroll_s * MODEL_RATE) + MODEL_RATE
-        while self._recent and self._recent_samples - len(self._recent[0]) >= keep:
-            self._recent_samples -= len(self._recent.popleft())
-        self._vad_audio.put(audio)
-        if self._utterance is not None:
-            self._utterance.audio.put(audio)
+        """Client audio (float32 at the client's rate), after the protocol checks."""
+        self.listener.feed(samples)
 
-    def _clock_at(self, audio_s: float) -> float:
-        """When (on our clock) the audio at `audio_s` arrived."""
-        sample = int(audio_s * MODEL_RATE)
-        for index, at in self._arrivals:
-            if index >= sample:
-                return at
-        return self.clock.now()
-
-    async def _run_vad(self, audio: _AudioQueue) -> None:
-        cfg = self.services.settings.turns
-        async for frame in self.services.vad.detect(audio):
-            event = self.detector.push(frame)
+    async def _on_heard(self, heard: Heard, utt: Utterance | None) -> None:
+        if heard is Heard.SPEECH:
             reply = self.reply
             if (
                 reply is not None
                 and not reply.done
                 and self.barge_in
-                and self.detector.current_speech_s >= cfg.barge_in_min_speech_s
+                and self.listener.speech_s >= self.services.settings.turns.barge_in_min_speech_s
             ):
                 await self._interrupt("barge_in")
-                if self._utterance is None and self.detector.state != "silence":
-                    self._open_utterance()
-            if event is not None:
-                await self._on_turn_event(event)
-
-    async def _on_turn_event(self, event: TurnEvent) -> None:
-        if event.kind is TurnEventKind.SPEECH_STARTED:
+        elif heard is Heard.STARTED:
             if self.reply is not None and not self.barge_in:
                 return  # the agent has the floor; speech is ignored until it finishes
-            if self._utterance is None:
-                self._open_utterance()
+            if self.listener.utterance is None:
+                self.turn_counter += 1
+                self.listener.open_utterance(self.turn_counter, stream=not self.sequential)
+        elif heard is Heard.PAUSED and utt is not None:
+            await self._speculate(utt)
+        elif heard is Heard.RESUMED:
+            await self._drop_speculation()
+        elif heard is Heard.ENDED and utt is not None:
+            self._spawn(self._finish_utterance(utt), "turn-end")
+
+    async def _speculate(self, utt: Utterance) -> None:
+        """The user paused: transcribe and start answering now, holding the answer back
+        until the pause turns out to be the end of the turn."""
+        if self.sequential or self.services.settings.turns.speculative_silence_s <= 0:
             return
-        utt = self._utterance
-        if utt is None:
-            return
-        self._utterance = None
-        assert event.speech_end_s is not None
-        utt.speech_end_at = self._clock_at(event.speech_end_s)
-        utt.audio.close()
-        self._spawn(self._finish_utterance(utt, self.clock.now()), "stt-final")
+        await self._drop_speculation()
+        spec = Speculation(utt, HeldOutbox(self.outbox))
+        spec.task = self._spawn(self._run_speculation(spec, utt.samples()), "speculation")
+        self._spec = spec
 
-    def _open_utterance(self) -> None:
-        self.turn_counter += 1
-        audio = _AudioQueue()
-        preroll = int(self.services.settings.turns.preroll_s * MODEL_RATE)
-        start = max(0, int(self.detector.speech_start_s * MODEL_RATE) - preroll)
-        recent = np.concatenate(list(self._recent)) if self._recent else np.zeros(0, np.float32)
-        first_recent = self._samples_in - len(recent)
-        audio.put(recent[max(0, start - first_recent) :])
-        task = self._spawn(self._transcribe(self.turn_counter, audio), "stt")
-        self._utterance = _Utterance(self.turn_counter, audio, task)
+    async def _run_speculation(self, spec: Speculation, audio: np.ndarray) -> None:
+        spec.transcript = await transcribe_all(self.services.stt, audio)
+        spec.transcript_at = self.clock.now()
+        text = spec.transcript.text.strip()
+        log.debug(
+            "speculative transcript",
+            extra={
+                "session_id": self.session_id,
+                "turn_id": spec.utterance.turn_id,
+                "text": text,
+                "audio_s": round(len(audio) / 16000, 3),
+            },
+        )
+        if text:
+            spec.reply = self._make_reply(
+                spec.utterance.turn_id,
+                text,
+                spec.utterance.speech_end_at,
+                TurnMetrics(self.session_id, spec.utterance.turn_id),
+                outbox=spec.outbox,
+                gate=spec.gate,
+            )
+            spec.reply.start()
 
-    async def _transcribe(self, turn_id: int, audio: _AudioQueue) -> Transcript | None:
-        final: Transcript | None = None
-        try:
-            async for result in self.services.stt.transcribe(audio):
-                if result.is_final:
-                    final = result
-                elif result.text:
-                    self.outbox.data(self._event("partial_transcript", turn_id, text=result.text))
-        except Exception as exc:  # the STT failed: say so, the session carries on listening
-            log.exception("STT failed", extra={"session_id": self.session_id})
-            self.error("stt_failed", f"speech recognition failed: {exc}", turn_id)
-        return final
+    async def _drop_speculation(self) -> None:
+        spec, self._spec = self._spec, None
+        if spec is not None:
+            await spec.discard()
 
-    async def _finish_utterance(self, utt: _Utterance, ended_at: float) -> None:
+    async def _finish_utterance(self, utt: Utterance) -> None:
         metrics = TurnMetrics(self.session_id, utt.turn_id)
+        ended_at = utt.ended_at or self.clock.now()
         if utt.speech_end_at is not None:
             metrics.vad_end_of_turn_ms = (ended_at - utt.speech_end_at) * 1000
-        final = await utt.stt_task
+        spec = self._spec if self._spec is not None and self._spec.utterance is utt else None
+        if spec is not None:
+            self._spec = None
+            if await self._adopt(spec, utt, metrics, ended_at):
+                return
+        if utt.stt_task is not None:
+            final = await utt.stt_task
+        else:  # sequential: the whole utterance at once
+            final = await self._transcribe_safely(utt)
         metrics.stt_final_ms = (self.clock.now() - ended_at) * 1000
         text = final.text.strip() if final else ""
         self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
@@ -382,12 +352,41 @@ class Session:
         await self._interrupt("new_turn")
         self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
 
-    async def _drop_utterance(self) -> None:
-        utt, self._utterance = self._utterance, None
-        if utt is not None:
+    async def _adopt(
+        self, spec: Speculation, utt: Utterance, metrics: TurnMetrics, ended_at: float
+    ) -> bool:
+        """The pause was the end of the turn: release the speculative reply, if it is sound."""
+        try:
+            await spec.task
+        except Exception:  # fall back to the ordinary path
+            await spec.discard()
+            return False
+        if utt.stt_task is not None:  # the streaming transcript is not needed any more
             utt.stt_task.cancel()
-            await asyncio.gather(utt.stt_task, return_exceptions=True)
-        self.detector.reset()
+        text = spec.transcript.text.strip() if spec.transcript else ""
+        ready_at = spec.transcript_at or self.clock.now()
+        metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
+        self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
+        if spec.reply is None:
+            await spec.discard()
+            return True
+        await self._interrupt("new_turn")
+        reply = spec.reply
+        reply.metrics.vad_end_of_turn_ms = metrics.vad_end_of_turn_ms
+        reply.metrics.stt_final_ms = metrics.stt_final_ms
+        reply.speculative = False
+        self.reply = reply
+        spec.release()
+        if reply.done:  # it finished while held (no audio at all)
+            self._reply_done(reply)
+        return True
+
+    async def _transcribe_safely(self, utt: Utterance) -> Transcript | None:
+        try:
+            return await transcribe_all(self.services.stt, utt.samples())
+        except Exception as exc:
+            self.error("stt_failed", f"speech recognition failed: {exc}", utt.turn_id)
+            return None
 
     # -- replies --------------------------------------------------------------------------
 
@@ -400,24 +399,38 @@ class Session:
         metrics: TurnMetrics | None = None,
         source: str = "voice",
     ) -> None:
-        assert self.state is not None
-        svc = self.services
         metrics = metrics or TurnMetrics(self.session_id, turn_id)
         metrics.source = source
+        self.reply = self._make_reply(turn_id, text, speech_end_at, metrics)
+        self.reply.start()
+
+    def _make_reply(
+        self,
+        turn_id: int,
+        text: str,
+        speech_end_at: float | None,
+        metrics: TurnMetrics,
+        *,
+        outbox: Outbox | HeldOutbox | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> Reply:
+        assert self.state is not None
+        settings = self.services.settings
         config = ReplyConfig(
-            system_prompt=self.state.persona or svc.settings.llm.system_prompt,
-            output_sample_rate=svc.tts.sample_rate,
-            lead_s=svc.settings.session.output_lead_s,
-            synth_ahead=svc.settings.session.synth_ahead,
-            early_first_clause=svc.settings.session.early_first_clause,
+            system_prompt=self.state.persona or settings.llm.system_prompt,
+            output_sample_rate=self.services.tts.sample_rate,
+            lead_s=settings.session.output_lead_s,
+            synth_ahead=settings.session.synth_ahead,
+            early_first_clause=settings.session.early_first_clause and not self.sequential,
+            sequential=self.sequential,
         )
-        self.reply = Reply(
+        return Reply(
             session_id=self.session_id,
             turn_id=turn_id,
             user_text=text,
-            llm=svc.llm,
-            tts=svc.tts,
-            outbox=self.outbox,
+            llm=self.services.llm,
+            tts=self.services.tts,
+            outbox=outbox or self.outbox,
             clock=self.clock,
             history=self.state.history,
             config=config,
@@ -425,10 +438,13 @@ class Session:
             speech_end_at=speech_end_at,
             on_done=self._reply_done,
             on_error=self.error,
+            gate=gate,
+            speculative=gate is not None,
         )
-        self.reply.start()
 
     def _reply_done(self, reply: Reply) -> None:
+        if reply.speculative:
+            return  # not adopted (yet): it never happened as far as anyone can tell
         self.services.metrics.record_turn(reply.metrics)
         figures = reply.metrics.as_dict()
         del figures["session_id"], figures["turn_id"]
@@ -464,3 +480,29 @@ class Session:
             log.error("session task %s failed: %r", task.get_name(), exc)
             with contextlib.suppress(Exception):
                 self.error("internal", f"internal error in {task.get_name()}: {exc}")
+
+
+@dataclass
+class Speculation:
+    """A reply started at a pause, before the turn is known to be over."""
+
+    utterance: Utterance
+    outbox: HeldOutbox
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+    transcript: Transcript | None = None
+    transcript_at: float | None = None
+    reply: Reply | None = None
+
+    def release(self) -> None:
+        self.outbox.release()
+        self.gate.set()
+
+    async def discard(self) -> None:
+        """Cancel everything it started; it leaves nothing in history or on the wire."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.reply is not None:
+            await self.reply.close()
+        self.outbox.discard()

@@ -14,6 +14,8 @@ from voxloop.providers.base import VADFrame
 
 class TurnEventKind(Enum):
     SPEECH_STARTED = "speech_started"  # enough speech to count as the user talking
+    SPEECH_PAUSED = "speech_paused"  # a short silence: the turn *may* be over (speculate)
+    SPEECH_RESUMED = "speech_resumed"  # talking again after a pause: it was not over
     TURN_ENDED = "turn_ended"  # silence long enough to end the user's turn
 
 
@@ -29,6 +31,7 @@ class TurnConfig:
     end_of_turn_silence_s: float = 0.5
     min_speech_s: float = 0.15  # shorter bursts (clicks, coughs) do not start a turn
     max_candidate_gap_s: float = 0.2  # silence that abandons a not-yet-confirmed start
+    pause_s: float = 0.0  # silence that reports SPEECH_PAUSED; 0 turns pauses off
 
 
 class TurnDetector:
@@ -40,6 +43,7 @@ class TurnDetector:
 
     def reset(self) -> None:
         self.state = "silence"
+        self._paused = False
         self._start_s = 0.0
         self._speech_s = 0.0  # accumulated speech within the current utterance
         self._last_speech_end_s = 0.0
@@ -69,6 +73,9 @@ class TurnDetector:
             if self.state == "candidate" and self._speech_s >= cfg.min_speech_s - 1e-9:
                 self.state = "speech"
                 return TurnEvent(TurnEventKind.SPEECH_STARTED, self._start_s)
+            if self._paused:
+                self._paused = False
+                return TurnEvent(TurnEventKind.SPEECH_RESUMED, self._start_s)
             return None
         gap = end - self._last_speech_end_s
         if self.state == "candidate" and gap >= cfg.max_candidate_gap_s - 1e-9:
@@ -77,4 +84,12 @@ class TurnDetector:
             event = TurnEvent(TurnEventKind.TURN_ENDED, self._start_s, self._last_speech_end_s)
             self.reset()
             return event
+        elif (
+            self.state == "speech"
+            and cfg.pause_s > 0
+            and not self._paused
+            and gap >= cfg.pause_s - 1e-9
+        ):
+            self._paused = True
+            return TurnEvent(TurnEventKind.SPEECH_PAUSED, self._start_s, self._last_speech_end_s)
         return None

@@ -54,7 +54,12 @@ class FakeVAD(VADProvider):
 
 
 class FakeSTT(STTProvider):
-    """Returns scripted transcripts, one per utterance; partials are growing prefixes."""
+    """Returns scripted transcripts, one per utterance; partials are growing prefixes,
+    one more word per `partial_every_s` of audio while it streams.
+
+    An utterance is recognised by its first samples, so a second look at the same speech
+    (the session's speculative transcription) gets the same script entry.
+    """
 
     name = "fake"
     capabilities = Capabilities(streaming_input=True, partials=True)
@@ -64,31 +69,42 @@ class FakeSTT(STTProvider):
         script: Sequence[str] = (),
         *,
         latency_s: float = 0.0,
+        partial_every_s: float = 0.3,
         clock: Clock | None = None,
     ) -> None:
         self.script = list(script)
         self.latency_s = latency_s
+        self.partial_every_s = partial_every_s
         self.clock = clock or RealClock()
-        self.calls: list[float] = []  # seconds of audio per utterance
+        self.calls: list[float] = []  # seconds of audio per call
+        self._texts: dict[bytes, str] = {}
 
     def info(self) -> ProviderInfo:
         return ProviderInfo(self.name, "scripted")
 
-    def _next_text(self, seconds: float) -> str:
-        if self.script:
-            return self.script.pop(0)
-        return f"fake transcript of {seconds:.1f} seconds"
+    def _text_for(self, head: np.ndarray) -> str | None:
+        key = head[:800].tobytes()
+        if key not in self._texts and self.script:
+            self._texts[key] = self.script.pop(0)
+        return self._texts.get(key)
 
     async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
-        samples = 0
+        samples, head, text, shown = 0, np.zeros(0, np.float32), None, 0
+        step = int(self.partial_every_s * self.sample_rate)
         async for chunk in audio:
+            if len(head) < 800:
+                head = np.concatenate([head, chunk[: 800 - len(head)]])
             samples += len(chunk)
+            if text is None and len(head) >= 800:
+                text = self._text_for(head)
+            words = text.split() if text else []
+            while text and samples >= (shown + 1) * step and shown + 1 < len(words):
+                shown += 1
+                yield Transcript(" ".join(words[:shown]), is_final=False)
         seconds = samples / self.sample_rate
         self.calls.append(seconds)
-        text = self._next_text(seconds)
-        words = text.split()
-        for i in range(1, len(words)):
-            yield Transcript(" ".join(words[:i]), is_final=False)
+        if text is None:
+            text = self._text_for(head) or f"fake transcript of {seconds:.1f} seconds"
         if self.latency_s:
             await self.clock.sleep(self.latency_s)
         yield Transcript(text, is_final=True, language="en")
@@ -113,6 +129,7 @@ class FakeLLM(LLMProvider):
         self.clock = clock or RealClock()
         self.requests: list[list[Message]] = []
         self.tokens_produced = 0
+        self.tokens_by_request: list[int] = []
 
     def info(self) -> ProviderInfo:
         return ProviderInfo(self.name, "scripted")
@@ -133,6 +150,8 @@ class FakeLLM(LLMProvider):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         self.requests.append(list(messages))
+        self.tokens_by_request.append(0)
+        request = len(self.tokens_by_request) - 1
         words = self._reply(messages).split(" ")
         if max_tokens is not None:
             words = words[:max_tokens]
@@ -142,6 +161,7 @@ class FakeLLM(LLMProvider):
             if i and self.token_s:
                 await self.clock.sleep(self.token_s)
             self.tokens_produced += 1
+            self.tokens_by_request[request] += 1
             yield word if i == 0 else " " + word
 
 

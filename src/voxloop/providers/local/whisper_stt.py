@@ -8,9 +8,11 @@ runs on the model's own worker thread, one segment per step, so closing the stre
 Short-window decoding: Whisper pads every input to 30 s, so the encoder costs the same for
 a 2 s question as for 30 s of speech (~0.4 s on 2 cores). For utterances up to
 `SHORT_WINDOW_MAX_S`, we encode only the audio plus a 1 s margin (at least 3 s) straight
-through CTranslate2: ~85 ms instead of ~600 ms per decode, with the same word error rate on
-our spoken-question set (see docs/benchmarks.md). `short_window=False` restores the
-standard path.
+through CTranslate2: ~100 ms instead of ~600 ms per decode. A model that sees a short
+window tends to repeat itself instead of stopping, so decoding is capped by the audio's
+length and may not repeat a 3-gram; a result that still hits the cap, or compresses like a
+loop, is decoded again the standard way. WER on our spoken-question set is in
+docs/benchmarks.md. `short_window=False` restores the standard path.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class WhisperSTT(STTProvider):
         self.beam_size = beam_size
         self.partial_interval_s = partial_interval_s
         self.short_window = short_window
+        self.fallbacks = 0  # short-window results rejected as degenerate
         self.worker = ModelWorker("stt")
         self._prompt, self._suppress = self._short_window_prompt()
 
@@ -157,33 +160,48 @@ class WhisperSTT(STTProvider):
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         return prompt, list(get_suppressed_tokens(tokenizer, [-1]))
 
-    def _short_window_text(self, audio: np.ndarray) -> str:
-        """Encode just the audio (plus a margin) instead of a 30 s window, then decode."""
+    def _short_window_text(self, audio: np.ndarray) -> str | None:
+        """Encode just the audio (plus a margin) instead of a 30 s window, then decode.
+        Returns None when the result looks degenerate, so the caller falls back."""
         import ctranslate2
 
-        features = self._model.feature_extractor(audio)
-        n = features.shape[-1]
-        frames = int(max(3 * FRAMES_PER_S, np.ceil(n / FRAMES_PER_S + 1) * FRAMES_PER_S))
-        frames = min(frames, 30 * FRAMES_PER_S)
-        padded = np.zeros((1, features.shape[0], frames), dtype=np.float32)
-        padded[0, :, : min(n, frames)] = features[:, :frames]
-        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(padded))
+        # A little silence around the speech, as the session's pre-roll gives it: tightly
+        # cropped audio decodes much worse in a short window.
+        pad = np.zeros(int(0.3 * self.sample_rate), dtype=np.float32)
+        audio = np.concatenate([pad, audio, pad])
+        seconds = len(audio) / self.sample_rate
+        frames = min(int(max(3, np.ceil(seconds + 1)) * FRAMES_PER_S), 30 * FRAMES_PER_S)
+        features = self._model.feature_extractor(audio, padding=0)
+        n = min(features.shape[-1], frames)
+        # Zeros beyond the audio (measured: padding with silent *audio* makes the model loop
+        # far more often on a short window).
+        batch = np.zeros((1, features.shape[0], frames), dtype=np.float32)
+        batch[0, :, :n] = features[:, :n]
+        encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch))
+        budget = int(6 * seconds) + 10  # tokens; speech runs at about 3-4 tokens a second
         result = self._model.model.generate(
             encoded,
             [self._prompt],
             beam_size=self.beam_size,
-            max_length=224,
+            max_length=min(224, len(self._prompt) + budget),
+            no_repeat_ngram_size=3,
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )[0]
-        return self._tokenizer.decode(result.sequences_ids[0]).strip()
+        tokens = result.sequences_ids[0]
+        text = self._tokenizer.decode(tokens).strip()
+        if len(tokens) >= budget or _compression_ratio(text) > 2.2:
+            return None
+        return text
 
     async def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
         duration = len(audio) / self.sample_rate
         if self.short_window and duration <= SHORT_WINDOW_MAX_S:
             text = await self.worker.run(self._short_window_text, audio)
-            segments = (Segment(0.0, duration, text),) if text else ()
-            return Transcript(text=text, is_final=final, segments=segments, language=self.language)
+            if text is not None:
+                segments = (Segment(0.0, duration, text),) if text else ()
+                return Transcript(text, is_final=final, segments=segments, language=self.language)
+            self.fallbacks += 1
         parts: list[Segment] = []
         async for seg in self.worker.iterate(lambda: self._segments(audio, final)):
             parts.append(Segment(float(seg.start), float(seg.end), seg.text.strip()))
@@ -224,3 +242,11 @@ class WhisperSTT(STTProvider):
 
     def close(self) -> None:
         self.worker.shutdown()
+
+
+def _compression_ratio(text: str) -> float:
+    """How well the text compresses: a looping transcript compresses far too well."""
+    import zlib
+
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
