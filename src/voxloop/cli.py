@@ -263,6 +263,9 @@ def doctor(config: ConfigOpt = None) -> None:
 
 
 def main() -> None:
+    from voxloop.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
     app()
 
 

@@ -94,6 +94,7 @@ async def talk(
             async for message in ws:
                 now = time.monotonic() - t0
                 if isinstance(message, bytes):
+                    marks["last_audio"] = now
                     if first_audio_at is None:
                         first_audio_at = now
                         marks.setdefault("first_audio", now)
@@ -153,8 +154,12 @@ async def talk(
     def since_end(key: str) -> float | None:
         return round((marks[key] - end) * 1000, 1) if key in marks else None
 
+    span = marks["last_audio"] - marks["first_audio"] if "first_audio" in marks else None
     result.client_metrics = {
         "speech_end_s": round(end, 3),
+        # How long the reply's audio took to arrive; paced at real time, it is about the
+        # audio's duration less the server's lead. Much longer means the server fell behind.
+        "reply_audio_span_s": round(span, 3) if span is not None else None,
         "final_transcript_ms": since_end("final_transcript"),
         "first_token_ms": since_end("first_token"),
         "voice_to_voice_ms": since_end("first_audio"),

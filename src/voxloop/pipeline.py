@@ -264,9 +264,14 @@ class Reply:
         await player
         if self._finished:
             return
-        self._finished = True
         if self.audio_started:
             self.outbox.data(event("tts_end", sid, tid))
+            # All audio is sent, but the client is still playing its buffered lead. Until
+            # that has played, the reply can still be interrupted (and history trimmed).
+            await self.clock.sleep(self._play_end - self.clock.now())
+        if self._finished:
+            return
+        self._finished = True
         self.outbox.data(
             event("llm_response", sid, tid, delta="", content=self.text, is_complete=True)
         )

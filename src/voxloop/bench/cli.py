@@ -1,0 +1,78 @@
+"""`voxloop bench ...`: each benchmark prints its JSON report (and can save it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+bench_app = typer.Typer(
+    help="Benchmarks that print JSON; see docs/benchmarks.md.", no_args_is_help=True
+)
+
+Providers = Annotated[str, typer.Option(help="embedded (the local models) or fake")]
+Url = Annotated[str | None, typer.Option(help="target a running server instead of starting one")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="also write the report here")]
+
+
+def _emit(report: dict[str, Any], out: Path | None) -> None:
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@bench_app.command()
+def latency(
+    turns: Annotated[int, typer.Option(help="spoken questions to ask")] = 10,
+    providers: Providers = "embedded",
+    mode: Annotated[str, typer.Option(help="streaming, sequential, or both (ratio)")] = "both",
+    url: Url = None,
+    json_out: JsonOut = None,
+    plot: Annotated[Path | None, typer.Option(help="write a PNG chart here")] = None,
+) -> None:
+    """Voice-to-voice and per-stage latency, measured on the client and the server."""
+    from voxloop.bench.latency import MODES, bench_latency, plot_latency
+
+    modes = MODES if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise typer.BadParameter(f"mode must be streaming, sequential or both, not {mode!r}")
+    report = bench_latency(turns=turns, providers=providers, modes=modes, url=url)
+    if plot is not None:
+        plot_latency(report, plot)
+    _emit(report, json_out)
+
+
+@bench_app.command()
+def bargein(
+    trials: Annotated[int, typer.Option(help="interruptions to try")] = 10,
+    providers: Providers = "embedded",
+    url: Url = None,
+    max_delay: Annotated[
+        float | None, typer.Option(help="latest interruption, seconds into the answer")
+    ] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """Interrupt long answers at random points; time the stop and count late audio."""
+    from voxloop.bench.bargein import bench_bargein
+
+    delay = max_delay if max_delay is not None else (1.0 if providers == "fake" else 3.0)
+    _emit(bench_bargein(trials=trials, providers=providers, url=url, max_delay_s=delay), json_out)
+
+
+@bench_app.command()
+def load(
+    sessions: Annotated[
+        list[int], typer.Option(help="concurrent sessions; repeat for several runs")
+    ] = [10],  # noqa: B006 - typer reads the default, it is never mutated
+    providers: Providers = "fake",
+    url: Url = None,
+    ramp: Annotated[float, typer.Option(help="seconds over which sessions start")] = 2.0,
+    json_out: JsonOut = None,
+) -> None:
+    """How many concurrent sessions hold real time."""
+    from voxloop.bench.load import bench_load
+
+    _emit(bench_load(sessions=sessions, providers=providers, url=url, ramp_s=ramp), json_out)

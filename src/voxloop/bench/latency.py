@@ -1,0 +1,164 @@
+"""`voxloop bench latency`: spoken questions through the real WebSocket server, timed.
+
+Each question is a fresh session, streamed at real-time pace by the `talk` client. Stage
+figures come from the server's own per-turn metrics; voice-to-voice is measured on the
+client too (end of the user's speech in the file → first agent audio byte received), and
+the two are compared. The naive sequential pipeline runs in the same invocation, on the
+same questions, so the report can state a ratio rather than a noisy absolute alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from pathlib import Path
+from typing import Any
+
+from voxloop.bench.questions import QUESTIONS, question_wavs
+from voxloop.bench.server import running_server
+from voxloop.bench.stats import summarize
+from voxloop.client import talk
+from voxloop.config import Settings
+from voxloop.metrics import STAGES
+
+MODES = ("streaming", "sequential")
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+async def run_turns(url: str, wavs: list[Path], timeout_s: float) -> list[dict[str, Any]]:
+    turns = []
+    for wav in wavs:
+        result = await talk(url, wav, timeout_s=timeout_s)
+        turns.append(
+            {
+                "transcript": result.transcript,
+                "reply": result.reply,
+                "client": result.client_metrics,
+                "server": {k: result.server_metrics.get(k) for k in STAGES},
+                "errors": result.errors,
+            }
+        )
+    return turns
+
+
+def report(turns: list[dict[str, Any]], eot_silence_ms: float) -> dict[str, Any]:
+    client_v2v = [t["client"].get("voice_to_voice_ms") for t in turns]
+    server = {stage: summarize(t["server"].get(stage) for t in turns) for stage in STAGES}
+    deltas = [
+        c - s
+        for t in turns
+        if (c := t["client"].get("voice_to_voice_ms")) is not None
+        and (s := t["server"].get("voice_to_voice_ms")) is not None
+    ]
+    return {
+        "turns": len(turns),
+        "completed": sum(1 for t in turns if not t["errors"] and t["reply"]),
+        "client_voice_to_voice_ms": summarize(client_v2v),
+        "server": server,
+        # Client and server should agree up to the network and the definition of "end of
+        # speech" (the client uses the file's audio energy, the server its VAD).
+        "client_minus_server_v2v_ms": summarize(deltas),
+        "overhead_over_silence_ms": {
+            "client": summarize(v - eot_silence_ms for v in client_v2v if v is not None),
+            "server": summarize(
+                v - eot_silence_ms
+                for t in turns
+                if (v := t["server"].get("voice_to_voice_ms")) is not None
+            ),
+        },
+        "per_turn": turns,
+    }
+
+
+def bench_latency(
+    *,
+    turns: int = 10,
+    providers: str = "embedded",
+    modes: tuple[str, ...] = MODES,
+    url: str | None = None,
+    timeout_s: float = 120.0,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    settings = Settings()
+    eot_ms = settings.turns.end_of_turn_silence_s * 1000
+    texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(turns)]
+    wavs = question_wavs(texts, cache_dir or settings.resolved_cache_dir() / "bench")
+    out: dict[str, Any] = {
+        "benchmark": "latency",
+        "providers": providers,
+        "machine": machine(),
+        "settings": {
+            "end_of_turn_silence_s": settings.turns.end_of_turn_silence_s,
+            "speculative_silence_s": settings.turns.speculative_silence_s,
+        },
+    }
+    for mode in modes:
+        env = {"VOXLOOP_SESSION__MODE": mode}
+        with running_server(url, providers=providers, env=env) as server:
+            results = asyncio.run(run_turns(server.url, wavs, timeout_s))
+        out[mode] = report(results, eot_ms)
+    if "streaming" in out and "sequential" in out:
+        fast = out["streaming"]["client_voice_to_voice_ms"]
+        slow = out["sequential"]["client_voice_to_voice_ms"]
+        if fast and slow:
+            out["streaming_vs_sequential_p50"] = round(fast["p50"] / slow["p50"], 3)
+    return out
+
+
+def plot_latency(result: dict[str, Any], path: Path) -> None:
+    """Median of each stage, stacked, per mode; plus the voice-to-voice spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = [m for m in MODES if m in result]
+    fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, 4))
+    stages = ["vad_end_of_turn_ms", "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms"]
+    colors = ["#7c8db5", "#e0a458", "#6bbf8a", "#d9646c"]
+    for row, mode in enumerate(modes):
+        left = 0.0
+        for stage, color in zip(stages, colors, strict=True):
+            stats = result[mode]["server"].get(stage)
+            width = stats["p50"] if stats else 0.0
+            label = stage.removesuffix("_ms") if row == 0 else None
+            bars.barh(row, width, left=left, color=color, label=label)
+            left += width
+        v2v = result[mode]["server"].get("voice_to_voice_ms")
+        if v2v:
+            bars.plot([v2v["p50"]], [row], "k|", markersize=30)
+    bars.set_yticks(range(len(modes)), modes)
+    bars.set_xlabel("ms (median per stage; | = voice-to-voice p50)")
+    bars.legend(fontsize=7, loc="lower right")
+    data = [
+        [
+            t["client"]["voice_to_voice_ms"]
+            for t in result[m]["per_turn"]
+            if t["client"].get("voice_to_voice_ms")
+        ]
+        for m in modes
+    ]
+    spread.boxplot(data, tick_labels=modes)
+    spread.set_ylabel("client voice-to-voice (ms)")
+    fig.suptitle(
+        f"voxloop latency, {result['providers']} providers, {result['machine']['cores']} cores"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,155 @@
+"""`voxloop bench load`: many concurrent sessions over real WebSockets on loopback.
+
+Every session streams a spoken question at real-time pace (starts staggered over
+`ramp_s`), waits for the whole reply, and records its latency. Real time *holds* when
+every session completes without errors, voice-to-voice p90 stays under 2 s, and reply
+audio arrives no slower than it plays (no growing backlog). With fake providers, the
+voice-to-voice time less the end-of-turn silence is the framework's own overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from voxloop.bench.latency import machine
+from voxloop.bench.questions import QUESTIONS, question_wavs
+from voxloop.bench.server import RunningServer, running_server
+from voxloop.bench.stats import summarize
+from voxloop.client import talk
+from voxloop.config import Settings
+
+REALTIME_V2V_P90_MS = 2000.0
+BACKLOG_SLACK_S = 0.5  # reply audio may arrive this much slower than it plays
+
+
+class _Sampler:
+    """Samples the server's CPU time and memory in a thread while the load runs."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+        self.rss: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.cpu_start = self.cpu_end = 0.0
+        self.wall = 0.0
+
+    def __enter__(self) -> _Sampler:
+        first = self.server.usage()
+        self.cpu_start = first[0] if first else 0.0
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            usage = self.server.usage()
+            if usage:
+                self.rss.append(usage[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        last = self.server.usage()
+        self.cpu_end = last[0] if last else 0.0
+        self.wall = time.monotonic() - self._t0
+
+    def report(self) -> dict[str, Any] | None:
+        if self.server.pid is None:
+            return None
+        return {
+            "cpu_percent_of_one_core": round(100 * (self.cpu_end - self.cpu_start) / self.wall, 1),
+            "rss_mb_max": round(max(self.rss) / 2**20, 1) if self.rss else None,
+            "rss_mb_first": round(self.rss[0] / 2**20, 1) if self.rss else None,
+        }
+
+
+async def _session(url: str, wav: Path, delay_s: float, timeout_s: float) -> dict[str, Any]:
+    await asyncio.sleep(delay_s)
+    try:
+        result = await talk(url, wav, timeout_s=timeout_s)
+    except Exception as exc:  # a refused or dropped connection is a result, not a crash
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "client": result.client_metrics,
+        "server": result.server_metrics,
+        "reply_audio_s": len(result.audio) / 2 / result.audio_rate if result.audio_rate else 0.0,
+        "errors": result.errors,
+        "ok": bool(result.reply) and not result.errors,
+    }
+
+
+def run_load(
+    server: RunningServer, sessions: int, wavs: list[Path], ramp_s: float, timeout_s: float
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    rng = random.Random(sessions)
+
+    async def all_sessions() -> list[dict[str, Any]]:
+        jobs = [
+            _session(server.url, wavs[i % len(wavs)], rng.uniform(0, ramp_s), timeout_s)
+            for i in range(sessions)
+        ]
+        return await asyncio.gather(*jobs)
+
+    with _Sampler(server) as sampler:
+        results = asyncio.run(all_sessions())
+    return results, sampler.report()
+
+
+def summarize_load(results: list[dict[str, Any]], eot_ms: float) -> dict[str, Any]:
+    ok = [r for r in results if r.get("ok")]
+    v2v = [r["client"].get("voice_to_voice_ms") for r in ok]
+    server_v2v = [r["server"].get("voice_to_voice_ms") for r in ok]
+    backlog = [
+        r["client"]["reply_audio_span_s"] - r["reply_audio_s"]
+        for r in ok
+        if r["client"].get("reply_audio_span_s") is not None
+    ]
+    v2v_stats = summarize(v2v)
+    held = (
+        len(ok) == len(results)
+        and v2v_stats is not None
+        and v2v_stats["p90"] < REALTIME_V2V_P90_MS
+        and all(b < BACKLOG_SLACK_S for b in backlog)
+    )
+    return {
+        "sessions": len(results),
+        "completed": len(ok),
+        "failures": [r.get("error") or r.get("errors") for r in results if not r.get("ok")][:5],
+        "client_voice_to_voice_ms": v2v_stats,
+        "server_voice_to_voice_ms": summarize(server_v2v),
+        "overhead_over_silence_ms": summarize(v - eot_ms for v in server_v2v if v is not None),
+        "reply_audio_late_s": summarize(backlog),
+        "realtime_held": held,
+    }
+
+
+def bench_load(
+    *,
+    sessions: list[int],
+    providers: str = "fake",
+    url: str | None = None,
+    ramp_s: float = 2.0,
+    timeout_s: float = 120.0,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    settings = Settings()
+    eot_ms = settings.turns.end_of_turn_silence_s * 1000
+    wavs = question_wavs(QUESTIONS, cache_dir or settings.resolved_cache_dir() / "bench")
+    runs = []
+    for n in sessions:
+        with running_server(url, providers=providers) as server:
+            results, usage = run_load(server, n, wavs, ramp_s, timeout_s)
+        runs.append({**summarize_load(results, eot_ms), "server_process": usage})
+    held = [r["sessions"] for r in runs if r["realtime_held"]]
+    return {
+        "benchmark": "load",
+        "providers": providers,
+        "machine": machine(),
+        "runs": runs,
+        "max_sessions_holding_realtime": max(held) if held else 0,
+    }

@@ -1,0 +1,99 @@
+"""Start a `voxloop serve` subprocess for a benchmark, or use one that is already running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGES = ("vad", "stt", "llm", "tts")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def provider_env(providers: str) -> dict[str, str]:
+    """`embedded` keeps the configured (local) providers; `fake` swaps all four for fakes."""
+    if providers == "fake":
+        return {f"VOXLOOP_{stage.upper()}__PROVIDER": "fake" for stage in STAGES}
+    if providers == "embedded":
+        return {}
+    raise ValueError(f"unknown provider set {providers!r}; use embedded or fake")
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str  # the WebSocket URL
+    pid: int | None  # None for a server we did not start
+
+    def usage(self) -> tuple[float, int] | None:
+        """(CPU seconds used so far, resident memory in bytes) of our server process."""
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
+        return cpu, rss * 1024
+
+
+@contextlib.contextmanager
+def running_server(
+    url: str | None = None,
+    *,
+    providers: str = "embedded",
+    env: dict[str, str] | None = None,
+    timeout_s: float = 180.0,
+) -> Iterator[RunningServer]:
+    """Yield `url` itself, or a fresh server that we start, wait for, and stop."""
+    if url:
+        yield RunningServer(url, None)
+        return
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
+    full_env.update(provider_env(providers))
+    full_env.update(env or {})
+    full_env.setdefault("VOXLOOP_LOG_LEVEL", "WARNING")
+    log = Path(tempfile.mkstemp(prefix="voxloop-bench-", suffix=".log")[1])
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voxloop", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited early; see {log}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not get ready; see {log}") from None
+                time.sleep(0.3)
+        yield RunningServer(f"ws://127.0.0.1:{port}/ws", proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.unlink(missing_ok=True)
