@@ -217,3 +217,5 @@ def test_health_readiness_and_static_app(client):
     page = client.get("/")
     assert page.status_code == 200
     assert "voxloop" in page.text
+    assert page.headers["cache-control"] == "no-cache"
+    assert client.get("/app.js").headers["content-type"].startswith("text/javascript")

@@ -27,6 +27,16 @@ log = logging.getLogger("voxloop")
 WEB_DIR = Path(__file__).parent / "web"
 
 
+class _AppFiles(StaticFiles):
+    """The browser app's files, revalidated on every load: its ES modules must never mix
+    versions from before and after an upgrade."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def build_services(
     settings: Settings, registry: Registry | None = None, clock: Clock | None = None
 ) -> Services:
@@ -103,7 +113,7 @@ def create_app(
         await serve_websocket(websocket, app.state.services)
 
     # The browser app: static files, no build step. Mounted last so the routes above win.
-    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    app.mount("/", _AppFiles(directory=WEB_DIR, html=True), name="web")
     return app
 
 

@@ -76,3 +76,11 @@ def load(
     from voxloop.bench.load import bench_load
 
     _emit(bench_load(sessions=sessions, providers=providers, url=url, ramp_s=ramp), json_out)
+
+
+@bench_app.command()
+def stt(json_out: JsonOut = None) -> None:
+    """Whisper short-window decoding against the standard 30 s window: WER and speed."""
+    from voxloop.bench.stt import bench_stt
+
+    _emit(bench_stt(), json_out)

@@ -15,6 +15,7 @@ export class AudioEngine {
     this.micError = null;
     this.onFrame = () => {}; // (ArrayBuffer pcm16, level 0..1)
     this.onPosition = () => {}; // ({turn, ms, bufferedMs, playing})
+    this.onError = () => {}; // (message): a worklet crashed; audio in that direction stops
   }
 
   // Must be called from a user gesture (a click): browsers keep audio suspended otherwise.
@@ -26,8 +27,10 @@ export class AudioEngine {
     await Promise.all([
       worklet.addModule(new URL("./capture-worklet.js", import.meta.url).href),
       worklet.addModule(new URL("./playback-worklet.js", import.meta.url).href),
-      resumed,
     ]);
+    // Without any audio output device resume() may never settle; typing still works then,
+    // so wait a moment rather than forever.
+    await Promise.race([resumed, new Promise((resolve) => setTimeout(resolve, 1500))]);
 
     this.player = new AudioWorkletNode(this.context, "voxloop-playback", {
       numberOfInputs: 0,
@@ -35,6 +38,7 @@ export class AudioEngine {
       outputChannelCount: [1],
     });
     this.player.port.onmessage = (event) => this.onPosition(event.data);
+    this.player.onprocessorerror = () => this.onError("Playback stopped working.");
     this.player.connect(this.context.destination);
 
     try {
@@ -43,7 +47,7 @@ export class AudioEngine {
       // No microphone (denied, absent, insecure origin): typing and listening still work.
       this.micError = err;
     }
-    return { mic: !this.micError, sampleRate: this.context.sampleRate };
+    return { mic: !this.micError, running: this.running };
   }
 
   async startMic() {
@@ -67,9 +71,19 @@ export class AudioEngine {
       processorOptions: { targetRate: CAPTURE_RATE, frameSamples: FRAME_SAMPLES },
     });
     this.capture.port.onmessage = (event) => this.onFrame(event.data.pcm, event.data.level);
+    this.capture.onprocessorerror = () => this.onError("Microphone capture stopped working.");
     // A muted path to the destination: some engines only render nodes that reach it.
     const mute = new GainNode(this.context, { gain: 0 });
     source.connect(this.capture).connect(mute).connect(this.context.destination);
+  }
+
+  get running() {
+    return this.context?.state === "running";
+  }
+
+  // Try again from a later user gesture, for browsers that refused the first one.
+  resume() {
+    if (this.context && this.context.state === "suspended") this.context.resume();
   }
 
   // A new reply starts: drop anything left of the previous one and reset the count.

@@ -17,7 +17,8 @@ function lowpass(cutoff) {
     const x = n - mid;
     const sinc = x === 0 ? 2 * cutoff : Math.sin(2 * Math.PI * cutoff * x) / (Math.PI * x);
     const w =
-      0.42 - 0.5 * Math.cos((2 * Math.PI * n) / (TAPS - 1)) +
+      0.42 -
+      0.5 * Math.cos((2 * Math.PI * n) / (TAPS - 1)) +
       0.08 * Math.cos((4 * Math.PI * n) / (TAPS - 1));
     h[n] = sinc * w;
     sum += h[n];
@@ -31,7 +32,8 @@ class CaptureProcessor extends AudioWorkletProcessor {
     super();
     const opts = options.processorOptions || {};
     this.outRate = opts.targetRate || 16000;
-    this.frame = new Int16Array(opts.frameSamples || 320); // 20 ms at 16 kHz
+    this.frameSamples = opts.frameSamples || 320; // 20 ms at 16 kHz
+    this.frame = new Int16Array(this.frameSamples);
     this.filled = 0;
     this.sumSquares = 0;
     this.step = sampleRate / this.outRate; // input samples per output sample
@@ -60,12 +62,12 @@ class CaptureProcessor extends AudioWorkletProcessor {
     // Int16Array is in platform byte order, which is little-endian on every platform a
     // browser ships on, so the buffer is already the wire format (PCM16 LE).
     this.frame[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-    if (this.filled === this.frame.length) {
-      const level = Math.sqrt(this.sumSquares / this.frame.length);
-      // Transfer the buffer (no copy) and start a fresh one.
+    if (this.filled === this.frameSamples) {
+      const level = Math.sqrt(this.sumSquares / this.frameSamples);
+      // Transfer the buffer (no copy; it is detached afterwards) and start a fresh one.
       const buffer = this.frame.buffer;
       this.port.postMessage({ pcm: buffer, level }, [buffer]);
-      this.frame = new Int16Array(this.frame.length);
+      this.frame = new Int16Array(this.frameSamples);
       this.filled = 0;
       this.sumSquares = 0;
     }

@@ -11,7 +11,11 @@ export const STAGES = [
   { key: "stt_final_ms", label: "Speech to text", hint: "turn end → final transcript" },
   { key: "llm_first_token_ms", label: "LLM first token", hint: "request → first token" },
   { key: "tts_first_audio_ms", label: "TTS first audio", hint: "first sentence → audio" },
-  { key: "other", label: "Other", hint: "first sentence, queueing" },
+  {
+    key: "other",
+    label: "First sentence & other",
+    hint: "the LLM writing its first sentence, queueing",
+  },
 ];
 
 const MAX_ROWS = 8; // the newest turns; older ones still count in the median
@@ -75,7 +79,8 @@ export class LatencyChart {
     this.width = this.chartEl.clientWidth;
     const median = this.medianVoiceToVoice();
     const voiced = this.turns.filter((t) => typeof t.voice_to_voice_ms === "number").length;
-    this.medianEl.textContent = median === null ? "—" : formatSeconds(median);
+    this.medianEl.textContent = median === null ? "–" : formatSeconds(median);
+    this.medianEl.classList.toggle("empty", median === null);
     this.medianNoteEl.textContent = voiced
       ? `median of the last ${Math.min(voiced, MEDIAN_WINDOW)} spoken turn${voiced > 1 ? "s" : ""}`
       : "no spoken turns yet";
@@ -88,7 +93,7 @@ export class LatencyChart {
     const width = Math.max(240, this.width);
     const plotW = width - LABEL_W - VALUE_W;
     const bars = rows.map(segmentsOf);
-    const scaleMax = niceCeiling(Math.max(...bars.map((b) => b.total), 1));
+    const scaleMax = niceCeiling(Math.max(...bars.map((b) => b.total), 100));
     const x = (ms) => LABEL_W + (ms / scaleMax) * plotW;
     const height = rows.length * (ROW_H + ROW_GAP) + AXIS_H;
 
@@ -105,16 +110,30 @@ export class LatencyChart {
     for (const tick of ticks(scaleMax)) {
       svg.append(
         el("line", { class: "grid", x1: x(tick), x2: x(tick), y1: 0, y2: plotBottom - 4 }),
-        text(formatTick(tick), { class: "axis", x: x(tick), y: plotBottom + 12, "text-anchor": "middle" }),
+        text(formatTick(tick), {
+          class: "axis",
+          x: x(tick),
+          y: plotBottom + 12,
+          "text-anchor": "middle",
+        }),
       );
     }
 
     rows.forEach((turn, row) => {
       const y = row * (ROW_H + ROW_GAP) + ROW_GAP / 2;
       const bar = bars[row];
-      const group = el("g", { class: "bar", "data-testid": "latency-bar", "data-turn": turn.turn_id });
+      const group = el("g", {
+        class: "bar",
+        "data-testid": "latency-bar",
+        "data-turn": turn.turn_id,
+      });
       group.append(
-        text(`#${turn.turn_id}`, { class: "row-label", x: 0, y: y + ROW_H / 2, "dominant-baseline": "central" }),
+        text(`#${turn.turn_id}`, {
+          class: "row-label",
+          x: 0,
+          y: y + ROW_H / 2,
+          "dominant-baseline": "central",
+        }),
       );
       let start = 0;
       for (const seg of bar.segments) {
@@ -133,9 +152,18 @@ export class LatencyChart {
         start += seg.ms;
       }
       if (bar.v2v !== null) {
-        group.append(el("line", { class: "total-mark", x1: x(bar.v2v), x2: x(bar.v2v), y1: y - 3, y2: y + ROW_H + 3 }));
+        group.append(
+          el("line", {
+            class: "total-mark",
+            x1: x(bar.v2v),
+            x2: x(bar.v2v),
+            y1: y - 3,
+            y2: y + ROW_H + 3,
+          }),
+        );
       }
-      const value = bar.v2v !== null ? formatSeconds(bar.v2v) : turn.source === "text" ? "text" : "—";
+      const value =
+        bar.v2v !== null ? formatSeconds(bar.v2v) : turn.source === "text" ? "text" : "—";
       const label = text(value, {
         class: bar.v2v !== null ? "row-value" : "row-value muted",
         x: width,
@@ -218,6 +246,7 @@ function text(content, attrs) {
 function emptyNote() {
   const p = document.createElement("p");
   p.className = "chart-empty";
-  p.textContent = "Each reply adds a bar here: where the wait between your words and the agent's voice went.";
+  p.textContent =
+    "Each reply adds a bar here: where the wait between your words and the agent's voice went.";
   return p;
 }

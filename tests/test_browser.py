@@ -1,0 +1,130 @@
+"""The browser app in a real Chromium, against a real server: ask aloud, hear the answer.
+
+Chromium's fake capture device plays a WAV file as the microphone, so the whole path runs
+as it would for a person: getUserMedia → capture worklet → WebSocket → VAD/STT/LLM/TTS →
+playback worklet. Debian's /usr/bin/chromium is driven through Playwright (never
+`playwright install`: it downloads a browser, and there is no network).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxloop.audio import float_to_pcm16, resample, write_wav
+
+pytestmark = pytest.mark.models
+
+CHROMIUM = "/usr/bin/chromium"
+QUESTION = "What is the capital of France?"
+MIC_RATE = 48000  # Chromium's fake capture device reads 48 kHz files without trouble
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TIMEOUT_MS = 60_000  # the models share 2 CPU cores with the browser: be patient
+
+
+def _mic_file(path: Path, speech_16k: np.ndarray) -> Path:
+    """1 s of silence, the question, then a long silence. Chromium loops the file, and a
+    second question would barge in on the answer, so the tail outlasts the test."""
+    speech = resample(speech_16k, 16000, MIC_RATE)
+    silence = np.zeros(MIC_RATE, np.float32)
+    audio = np.concatenate([silence, speech, np.zeros(MIC_RATE * 45, np.float32)])
+    write_wav(path, float_to_pcm16(audio), MIC_RATE)
+    return path
+
+
+@pytest.fixture
+def sync_api():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is missing: pip install -e '.[dev]'")
+        pytest.skip("needs playwright: pip install -e '.[dev]'")
+    return sync_api
+
+
+def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):
+    mic = _mic_file(tmp_path / "mic.wav", speak(QUESTION))
+    ARTIFACTS.mkdir(exist_ok=True)
+    expect = sync_api.expect
+    problems: list[str] = []
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={mic}",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        try:
+            page.goto(server["http"])
+            expect(page.get_by_test_id("status")).to_have_attribute("data-state", "idle")
+            page.get_by_test_id("start").click()
+            page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
+            # Sample the playback position from the start, so a short reply cannot slip by
+            # between two polls of the test.
+            page.evaluate(
+                "window.__positions = [];"
+                "setInterval(() => window.__positions.push(window.voxloop.playbackMs), 50);"
+            )
+
+            # The question, as heard by the server's speech recognizer.
+            heard = page.locator('[data-testid="message"][data-role="user"]:not(.partial)')
+            expect(heard.first).to_contain_text(re.compile("capital", re.I), timeout=TIMEOUT_MS)
+            expect(heard.first).to_contain_text(re.compile("France", re.I))
+
+            # The answer, streamed as text while it is spoken.
+            reply = page.locator('[data-testid="message"][data-role="agent"]').first
+            expect(reply).to_contain_text(re.compile("paris", re.I), timeout=TIMEOUT_MS)
+
+            # The reply is played: the worklet's position grows while it speaks.
+            page.wait_for_function(
+                "window.__positions.filter((ms) => ms > 0).length >= 3", timeout=TIMEOUT_MS
+            )
+
+            # The turn ends with its metrics: a bar in the latency dashboard.
+            page.wait_for_function("window.voxloop.turns.length >= 1", timeout=TIMEOUT_MS)
+            expect(page.get_by_test_id("latency-bar")).to_have_count(1)
+            expect(page.get_by_test_id("latency-median")).to_have_text(re.compile(r"^\d+\.\d+ s$"))
+            expect(reply).not_to_have_class(re.compile("streaming"))
+
+            snapshot = page.evaluate("({ ...window.voxloop })")
+            positions = page.evaluate("window.__positions")
+            turn = snapshot["turns"][0]
+            print(f"\nturn metrics: {turn}")
+            print(f"messages: {snapshot['messages']}")
+
+            played = [ms for ms in positions if ms > 0]
+            assert played == sorted(played), "the playback position went backwards"
+            assert played[-1] > played[0], "the playback position never advanced"
+            # Most of the reply was heard: the position tracks real output, not arrivals.
+            assert played[-1] >= 0.6 * turn["reply_audio_s"] * 1000, (played[-1], turn)
+            assert snapshot["playbackMs"] == played[-1]
+
+            assert turn["source"] == "voice" and not turn["interrupted"], turn
+            assert turn["voice_to_voice_ms"] > 0
+            assert page.get_by_test_id("error-toast").count() == 0, page.get_by_test_id(
+                "toasts"
+            ).inner_text()
+            assert not problems, problems
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "browser.png"))
+            browser.close()
