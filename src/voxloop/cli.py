@@ -199,6 +199,10 @@ def talk(
         16000
     ),
     timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+    session_id: Annotated[
+        str | None, typer.Option(help="resume this session (its history and persona)")
+    ] = None,
+    persona: Annotated[str | None, typer.Option(help="a system prompt for the agent")] = None,
 ) -> None:
     """Talk to a running server: stream FILE in real time, print and save the reply."""
 
@@ -207,7 +211,16 @@ def talk(
         from voxloop.client import talk as run_talk
 
         try:
-            result = asyncio.run(run_talk(url, file, sample_rate=sample_rate, timeout_s=timeout))
+            result = asyncio.run(
+                run_talk(
+                    url,
+                    file,
+                    sample_rate=sample_rate,
+                    timeout_s=timeout,
+                    session_id=session_id,
+                    persona=persona,
+                )
+            )
         except OSError as exc:
             _fail(f"cannot reach {url}: {exc}")
             return

@@ -58,6 +58,7 @@ class LlamaLLM(LLMProvider):
                 f"llama.cpp cannot load {self.model_path} ({exc}); is it a valid GGUF file?"
             ) from None
         self.label = label or self.model_path.name
+        self.warm_prompt: str | None = None  # evaluated at warm-up, so its KV cache is ready
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.worker = ModelWorker("llm")
@@ -76,7 +77,7 @@ class LlamaLLM(LLMProvider):
             factory = progress_factory or rich_progress
             path = resolve_model(spec, settings.resolved_cache_dir() / "models", factory)
             label = spec.name
-        return cls(
+        llm = cls(
             path,
             label=label,
             n_ctx=s.n_ctx,
@@ -84,6 +85,8 @@ class LlamaLLM(LLMProvider):
             max_tokens=s.max_tokens,
             temperature=s.temperature,
         )
+        llm.warm_prompt = s.system_prompt
+        return llm
 
     def info(self) -> ProviderInfo:
         return ProviderInfo(
@@ -126,7 +129,12 @@ class LlamaLLM(LLMProvider):
                     yield delta
 
     async def warmup(self) -> None:
-        async for _ in self.generate([Message("user", "Hi")], max_tokens=1):
+        """One token with the default system prompt: llama.cpp keeps the longest common
+        prompt prefix, so every session's first turn starts with that prompt evaluated."""
+        messages = [Message("user", "Hi")]
+        if self.warm_prompt:
+            messages.insert(0, Message("system", self.warm_prompt))
+        async for _ in self.generate(messages, max_tokens=1):
             pass
 
     def close(self) -> None:
