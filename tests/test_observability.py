@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 from starlette.testclient import TestClient
 
@@ -36,7 +37,12 @@ def test_metrics_endpoint_counts_turns_errors_and_sessions():
             receive_until(ws, "error")
             during = client.get("/metrics").text
             assert _metric(during, "voxloop_active_sessions") == 1
-        after = client.get("/metrics").text
+        # The server notices the closed socket a moment later; wait for it (bounded).
+        for _ in range(500):
+            after = client.get("/metrics").text
+            if _metric(after, "voxloop_active_sessions") == 0:
+                break
+            time.sleep(0.01)
     assert _metric(after, "voxloop_turns_total") == 1
     assert _metric(after, 'voxloop_errors_total{code="unknown_type"}') == 1
     assert _metric(after, "voxloop_voice_to_voice_seconds_count") == 0  # a text turn

@@ -219,3 +219,25 @@ def test_health_readiness_and_static_app(client):
     assert "voxloop" in page.text
     assert page.headers["cache-control"] == "no-cache"
     assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_disconnect_mid_reply_cleans_up_the_session():
+    import time
+
+    services = fake_services()
+    services.tts = FakeTTS(ms_per_char=200)  # a reply long enough to be cut off
+    app = create_app(Settings(), services=services, warmup=False)
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as ws:
+            start(ws)
+            ws.send_json({"type": "text", "content": "talk for a while"})
+            receive_until(ws, "tts_start")
+            session = next(iter(services.live_sessions))
+            assert session.reply is not None and not session.reply.done
+        for _ in range(500):  # the server notices the closed socket a moment later
+            if not services.live_sessions:
+                break
+            time.sleep(0.01)
+        assert services.live_sessions == set()
+        assert [t for t in session._tasks if not t.done()] == []
+        assert session.reply is None

@@ -247,20 +247,22 @@ class Session:
 
     async def close(self) -> None:
         """The connection is gone: cancel everything, leave no task behind."""
-        if self.reply is not None:
-            await self.reply.close()
-            self.reply = None
-        await self._drop_speculation()
-        await self.listener.drop_utterance()
-        self.listener.stop()
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.outbox.close()
         self.services.live_sessions.discard(self)
+        self.outbox.close()
         if self.state is not None:
             self.state.last_seen = self.clock.now()
+        try:
+            if self.reply is not None:
+                await self.reply.close()
+                self.reply = None
+            await self._drop_speculation()
+            await self.listener.drop_utterance()
+        finally:
+            self.listener.stop()
+            tasks = [t for t in self._tasks if not t.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- audio → VAD → turns → STT --------------------------------------------------------
 

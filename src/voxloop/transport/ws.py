@@ -30,8 +30,10 @@ async def serve_websocket(websocket: WebSocket, services: Services) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        await session.close()
         sender.cancel()
+        # Shielded: the server may cancel this handler when the peer goes away, and the
+        # session's clean-up must still run to the end.
+        await asyncio.shield(session.close())
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
         log.info("session disconnected", extra={"session_id": session.session_id})
