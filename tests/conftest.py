@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -88,40 +83,13 @@ def speak(real_pool):
     return _speak
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """A real `voxloop serve` with the embedded models, on a free port, for the whole run."""
-    port = free_port()
+    from voxloop.bench.server import running_server
+
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voxloop", "serve", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-        yield {"http": url, "ws": f"ws://127.0.0.1:{port}/ws", "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_server(
+        providers="embedded", log_path=log, env={"VOXLOOP_LOG_LEVEL": "INFO"}
+    ) as srv:
+        yield {"http": f"http://127.0.0.1:{srv.port}", "ws": srv.url, "log": log}

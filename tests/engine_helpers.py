@@ -10,7 +10,8 @@ import numpy as np
 from voxloop.clock import VirtualClock, settle
 from voxloop.config import Settings
 from voxloop.outbox import OutMessage
-from voxloop.session import Services, Session
+from voxloop.services import Services
+from voxloop.session import Session
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from voxloop.transport.protocol import Start
 

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from voxloop.app import create_app
 from voxloop.config import Settings
-from voxloop.session import Services
+from voxloop.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from voxloop.transport.protocol import MAX_FRAME_BYTES
 

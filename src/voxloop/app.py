@@ -19,7 +19,7 @@ from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
 from voxloop.logs import setup_logging
 from voxloop.providers.registry import ProviderPool, Registry
-from voxloop.session import Services
+from voxloop.services import Services
 from voxloop.transport.ws import serve_websocket
 
 log = logging.getLogger("voxloop")

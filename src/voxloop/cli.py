@@ -276,9 +276,10 @@ def doctor(config: ConfigOpt = None) -> None:
 
 
 def main() -> None:
-    from voxloop.bench.cli import bench_app
+    from voxloop.bench.cli import bench_app, eval_app
 
     app.add_typer(bench_app, name="bench")
+    app.add_typer(eval_app, name="eval")
     app()
 
 

@@ -86,6 +86,25 @@ class TurnSettings(BaseModel):
         0.2, ge=0.0, le=3.0, description="speech needed to interrupt the agent"
     )
     preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="audio kept before speech start")
+    echo_suppression: bool = Field(
+        False,
+        description="ignore microphone sound that the agent's own recent audio explains "
+        "(speakerphone echo), so the agent does not interrupt itself. Off by default: "
+        "on the live server it still slows genuine barge-in (docs/benchmarks.md)",
+    )
+    unfinished_silence_s: float = Field(
+        1.2,
+        ge=0.1,
+        le=5.0,
+        description="end-of-turn silence when the words so far sound unfinished "
+        '("a table for...", a number being read out)',
+    )
+    question_silence_s: float = Field(
+        0.35,
+        ge=0.1,
+        le=5.0,
+        description="end-of-turn silence after a complete question (it ends sooner)",
+    )
     speculative_silence_s: float = Field(
         0.2,
         ge=0.0,

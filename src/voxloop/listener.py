@@ -19,8 +19,9 @@ import numpy as np
 
 from voxloop.audio import StreamResampler
 from voxloop.clock import Clock
-from voxloop.providers.base import STTProvider, Transcript, VADProvider
+from voxloop.providers.base import STTProvider, Transcript, VADFrame, VADProvider
 from voxloop.turns import TurnConfig, TurnDetector, TurnEventKind
+from voxloop.turntaking import EchoGate
 
 log = logging.getLogger("voxloop.listener")
 
@@ -89,6 +90,8 @@ class Listener:
         self.on_partial = on_partial
         self.on_stt_error = on_stt_error
         self.utterance: Utterance | None = None
+        self.echo: EchoGate | None = None  # set by the session to ignore its own voice
+        self.echo_frames = 0  # speech frames dismissed as echo (observability)
         self._vad_audio: AudioQueue | None = None
         self._resampler: StreamResampler | None = None
         self._samples_in = 0
@@ -153,6 +156,9 @@ class Listener:
         if audio is None:
             return
         async for frame in self.vad.detect(audio):
+            if frame.is_speech and self.echo is not None and self._is_echo(frame):
+                self.echo_frames += 1
+                frame = VADFrame(frame.start_s, frame.duration_s, frame.probability, False)
             event = self.detector.push(frame)
             if self.detector.state != "silence" and frame.is_speech:
                 await handle(Heard.SPEECH, self.utterance)
@@ -175,6 +181,25 @@ class Listener:
                 utt.ended_at = self.clock.now()
                 utt.stream.close()
                 await handle(Heard.ENDED, utt)
+
+    def _is_echo(self, frame: VADFrame) -> bool:
+        """Is this speech frame just the agent's own voice coming back?"""
+        assert self.echo is not None
+        start = round(frame.start_s * MODEL_RATE)
+        samples = self._samples(start, start + round(frame.duration_s * MODEL_RATE))
+        if samples is None:
+            return False
+        # The frame's audio arrived when its last chunk did; place it on our clock.
+        at = self.clock_at(frame.start_s + frame.duration_s) - frame.duration_s
+        return self.echo.is_echo(samples, at)
+
+    def _samples(self, start: int, end: int) -> np.ndarray | None:
+        """16 kHz samples [start, end) of the stream, if still in the recent buffer."""
+        first = self._samples_in - self._recent_samples
+        if start < first or end > self._samples_in:
+            return None
+        recent = np.concatenate(list(self._recent))
+        return recent[start - first : end - first]
 
     def open_utterance(self, turn_id: int, stream: bool = True) -> Utterance:
         """Collect the speech under way, with the pre-roll before it, and (if `stream`)

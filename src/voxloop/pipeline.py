@@ -70,6 +70,7 @@ class Reply:
     on_error: Callable[[str, str, int], None] | None = None  # (code, message, turn_id)
     gate: asyncio.Event | None = None  # a speculative reply plays no audio until it is set
     speculative: bool = False  # True until the session adopts it (then its turn counts)
+    on_audio: Callable[[np.ndarray, int, float], None] | None = None  # (pcm, rate, play start)
 
     text: str = ""
     sentences: list[str] = field(default_factory=list)
@@ -341,4 +342,6 @@ class Reply:
         start = max(now, self._play_end)
         self._play_end = start + duration
         self._played.append(_Played(sentence, start, duration))
+        if self.on_audio is not None:
+            self.on_audio(pcm, rate, start)
         self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id)

@@ -14,48 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from voxloop.audio import pcm16_to_float
-from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.audio import StreamResampler, pcm16_to_float
 from voxloop.listener import Heard, Listener, Utterance
-from voxloop.metrics import MetricsRegistry, TurnMetrics
+from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.pipeline import Reply, ReplyConfig
 from voxloop.providers.base import (
-    LLMProvider,
-    STTProvider,
     Transcript,
-    TTSProvider,
-    VADProvider,
     transcribe_all,
 )
-from voxloop.providers.registry import ProviderPool
-from voxloop.store.memory import MemoryStore, SessionState, new_session_id, valid_session_id
+from voxloop.services import Services
+from voxloop.speculation import Speculation
+from voxloop.store.memory import SessionState, new_session_id, valid_session_id
 from voxloop.transport import protocol as p
 from voxloop.turns import TurnConfig
+from voxloop.turntaking import EchoGate, end_of_turn_silence, sounds_unfinished
 
 log = logging.getLogger("voxloop.session")
-
-
-@dataclass
-class Services:
-    """What all sessions of a process share: the models, settings, clock, metrics, store."""
-
-    settings: Settings
-    vad: VADProvider
-    stt: STTProvider
-    llm: LLMProvider
-    tts: TTSProvider
-    clock: Clock = field(default_factory=RealClock)
-    metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
-    store: MemoryStore = field(default_factory=MemoryStore)
-    live_sessions: set[Session] = field(default_factory=set)
-    pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown
 
 
 class Session:
@@ -88,7 +67,10 @@ class Session:
                 "stt_failed", f"speech recognition failed: {exc}", turn_id
             ),
         )
+        self.listener.echo = EchoGate() if turns.echo_suppression else None
+        self._echo_resampler: StreamResampler | None = None
         self.barge_in = turns.barge_in
+        self.end_of_turn_silence_s = turns.end_of_turn_silence_s
         self._provisional_id = new_session_id()  # until 'start' names or creates one
         services.live_sessions.add(self)
 
@@ -211,6 +193,7 @@ class Session:
         if msg.voice is not None:
             self._set_voice(msg.voice)
         if msg.end_of_turn_silence_s is not None:
+            self.end_of_turn_silence_s = msg.end_of_turn_silence_s
             self.listener.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
         if msg.barge_in is not None:
             self.barge_in = msg.barge_in
@@ -222,7 +205,7 @@ class Session:
         return {
             "persona": self.state.persona or self.services.settings.llm.system_prompt,
             "voice": self.state.voice or "default",
-            "end_of_turn_silence_s": self.listener.detector.config.end_of_turn_silence_s,
+            "end_of_turn_silence_s": self.end_of_turn_silence_s,
             "barge_in": self.barge_in,
         }
 
@@ -289,9 +272,24 @@ class Session:
         elif heard is Heard.PAUSED and utt is not None:
             await self._speculate(utt)
         elif heard is Heard.RESUMED:
+            self._wait_normally()
             await self._drop_speculation()
         elif heard is Heard.ENDED and utt is not None:
+            self._wait_normally()
             self._spawn(self._finish_utterance(utt), "turn-end")
+
+    def _wait_normally(self) -> None:
+        """Undo a longer wait for an unfinished-sounding pause."""
+        self.listener.detector.config.end_of_turn_silence_s = self.end_of_turn_silence_s
+
+    def _on_agent_audio(self, pcm: np.ndarray, rate: int, start: float) -> None:
+        """What the client is about to play is the echo reference for the microphone."""
+        if self.listener.echo is None:
+            return
+        if self._echo_resampler is None or self._echo_resampler.from_rate != rate:
+            self._echo_resampler = StreamResampler(rate, 16000)
+        samples = self._echo_resampler.push(pcm.astype(np.float32) / 32768.0)
+        self.listener.echo.add_reference(samples, start)
 
     async def _speculate(self, utt: Utterance) -> None:
         """The user paused: transcribe and start answering now, holding the answer back
@@ -307,6 +305,16 @@ class Session:
         spec.transcript = await transcribe_all(self.services.stt, audio)
         spec.transcript_at = self.clock.now()
         text = spec.transcript.text.strip()
+        turns = self.services.settings.turns
+        unfinished = sounds_unfinished(text)
+        # "a table for..." is a pause, not the end: wait longer (and answer later); a
+        # complete question may end sooner.
+        self.listener.detector.config.end_of_turn_silence_s = end_of_turn_silence(
+            text,
+            normal=self.end_of_turn_silence_s,
+            unfinished=turns.unfinished_silence_s,
+            question=turns.question_silence_s,
+        )
         log.debug(
             "speculative transcript",
             extra={
@@ -314,9 +322,10 @@ class Session:
                 "turn_id": spec.utterance.turn_id,
                 "text": text,
                 "audio_s": round(len(audio) / 16000, 3),
+                "unfinished": unfinished,
             },
         )
-        if text:
+        if text and not unfinished:
             spec.reply = self._make_reply(
                 spec.utterance.turn_id,
                 text,
@@ -369,8 +378,11 @@ class Session:
         ready_at = spec.transcript_at or self.clock.now()
         metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
         self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
-        if spec.reply is None:
+        if spec.reply is None:  # nothing heard, or it sounded unfinished: answer it now
             await spec.discard()
+            if text:
+                await self._interrupt("new_turn")
+                self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
             return True
         await self._interrupt("new_turn")
         reply = spec.reply
@@ -442,6 +454,7 @@ class Session:
             on_error=self.error,
             gate=gate,
             speculative=gate is not None,
+            on_audio=self._on_agent_audio,
         )
 
     def _reply_done(self, reply: Reply) -> None:
@@ -482,29 +495,3 @@ class Session:
             log.error("session task %s failed: %r", task.get_name(), exc)
             with contextlib.suppress(Exception):
                 self.error("internal", f"internal error in {task.get_name()}: {exc}")
-
-
-@dataclass
-class Speculation:
-    """A reply started at a pause, before the turn is known to be over."""
-
-    utterance: Utterance
-    outbox: HeldOutbox
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
-    transcript: Transcript | None = None
-    transcript_at: float | None = None
-    reply: Reply | None = None
-
-    def release(self) -> None:
-        self.outbox.release()
-        self.gate.set()
-
-    async def discard(self) -> None:
-        """Cancel everything it started; it leaves nothing in history or on the wire."""
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        if self.reply is not None:
-            await self.reply.close()
-        self.outbox.discard()

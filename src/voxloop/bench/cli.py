@@ -84,3 +84,18 @@ def stt(json_out: JsonOut = None) -> None:
     from voxloop.bench.stt import bench_stt
 
     _emit(bench_stt(), json_out)
+
+
+eval_app = typer.Typer(help="Quality evaluations that print JSON.", no_args_is_help=True)
+
+
+@eval_app.command()
+def turns(
+    per_class: Annotated[int, typer.Option(help="cases per scenario class")] = 20,
+    seed: Annotated[int, typer.Option(help="for the scenario mix; runs repeat")] = 1,
+    json_out: JsonOut = None,
+) -> None:
+    """Turn-taking on synthesized scenarios: cut-offs, echo, backchannels, interruptions."""
+    from voxloop.bench.turns import eval_turns
+
+    _emit(eval_turns(per_class=per_class, seed=seed), json_out)

@@ -36,6 +36,7 @@ def provider_env(providers: str) -> dict[str, str]:
 class RunningServer:
     url: str  # the WebSocket URL
     pid: int | None  # None for a server we did not start
+    port: int | None = None
 
     def usage(self) -> tuple[float, int] | None:
         """(CPU seconds used so far, resident memory in bytes) of our server process."""
@@ -59,8 +60,10 @@ def running_server(
     providers: str = "embedded",
     env: dict[str, str] | None = None,
     timeout_s: float = 180.0,
+    log_path: Path | None = None,
 ) -> Iterator[RunningServer]:
-    """Yield `url` itself, or a fresh server that we start, wait for, and stop."""
+    """Yield `url` itself, or a fresh server that we start, wait for, and stop.
+    Its output goes to `log_path` (kept), or to a temporary file (deleted)."""
     if url:
         yield RunningServer(url, None)
         return
@@ -69,7 +72,7 @@ def running_server(
     full_env.update(provider_env(providers))
     full_env.update(env or {})
     full_env.setdefault("VOXLOOP_LOG_LEVEL", "WARNING")
-    log = Path(tempfile.mkstemp(prefix="voxloop-bench-", suffix=".log")[1])
+    log = log_path or Path(tempfile.mkstemp(prefix="voxloop-bench-", suffix=".log")[1])
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "voxloop", "serve", "--port", str(port)],
@@ -81,19 +84,21 @@ def running_server(
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the server exited early; see {log}")
+                raise RuntimeError(f"the server exited early: {log.read_text()[-2000:]}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not get ready; see {log}") from None
+                    tail = log.read_text()[-2000:]
+                    raise RuntimeError(f"the server did not get ready: {tail}") from None
                 time.sleep(0.3)
-        yield RunningServer(f"ws://127.0.0.1:{port}/ws", proc.pid)
+        yield RunningServer(f"ws://127.0.0.1:{port}/ws", proc.pid, port)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.unlink(missing_ok=True)
+        if log_path is None:
+            log.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ import logging
 from fastapi import WebSocket, WebSocketDisconnect
 
 from voxloop.outbox import Outbox
-from voxloop.session import Services, Session
+from voxloop.services import Services
+from voxloop.session import Session
 
 log = logging.getLogger("voxloop.ws")
 

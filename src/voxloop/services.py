@@ -1,0 +1,32 @@
+"""What all sessions of a process share: the loaded models, settings, clock, metrics, store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from voxloop.clock import Clock, RealClock
+from voxloop.config import Settings
+from voxloop.metrics import MetricsRegistry
+from voxloop.providers.base import LLMProvider, STTProvider, TTSProvider, VADProvider
+from voxloop.providers.registry import ProviderPool
+from voxloop.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from voxloop.session import Session
+
+
+@dataclass
+class Services:
+    """What all sessions of a process share: the models, settings, clock, metrics, store."""
+
+    settings: Settings
+    vad: VADProvider
+    stt: STTProvider
+    llm: LLMProvider
+    tts: TTSProvider
+    clock: Clock = field(default_factory=RealClock)
+    metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
+    store: MemoryStore = field(default_factory=MemoryStore)
+    live_sessions: set[Session] = field(default_factory=set)
+    pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown

@@ -1,0 +1,24 @@
+"""The turn-taking evaluator on a small subset with the real VAD and STT (figures printed,
+no targets asserted: those live in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.models
+
+
+def test_eval_turns_small_subset():
+    from voxloop.bench.turns import CLASSES, eval_turns
+
+    report = eval_turns(per_class=2, seed=3)
+    print(json.dumps({p: report[p] for p in ("vad_only", "voxloop")}, indent=1))
+    for policy in ("vad_only", "voxloop"):
+        assert set(report[policy]) == set(CLASSES)
+        for kind in CLASSES:
+            assert report[policy][kind]["cases"] == 2
+    # Behaviour, not targets: the echo gate must change what pure echo does.
+    assert report["vad_only"]["echo"]["false_bargein_rate"] == 1.0
+    assert report["voxloop"]["echo"]["false_bargein_rate"] == 0.0
