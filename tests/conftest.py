@@ -37,6 +37,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Non
         if key.startswith("VOXLOOP_") and key != "VOXLOOP_CACHE_DIR":
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path_factory.getbasetemp())
+    # Conversations go to a throwaway database, never the developer's own.
+    db = tmp_path_factory.mktemp("store") / "conversations.db"
+    monkeypatch.setenv("VOXLOOP_STORE__PATH", str(db))
 
 
 @pytest.fixture(scope="session")

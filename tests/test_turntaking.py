@@ -82,6 +82,10 @@ def test_unfinished(text):
         "Thanks, that was helpful",
         "How many legs does a spider have?",
         "Book it for me!",
+        "My number is 555-0123.",
+        "Tell me a long story about a brave little dragon who learns to fly.",
+        "I want to fly to Paris.",
+        "My number is 555 0123",
         "",
     ],
 )
@@ -92,8 +96,11 @@ def test_finished(text):
 def test_end_of_turn_silence_follows_the_words():
     from voxloop.turntaking import end_of_turn_silence
 
-    kw = {"normal": 0.5, "unfinished": 1.2, "question": 0.35}
+    kw = {"normal": 0.5, "unfinished": 1.2, "question": 0.35, "finished": 0.4}
     assert end_of_turn_silence("I'd like a table for", **kw) == 1.2
     assert end_of_turn_silence("What is the capital of France?", **kw) == 0.35
     assert end_of_turn_silence("What?", **kw) == 0.5  # too short to be sure
-    assert end_of_turn_silence("Thanks, that was helpful.", **kw) == 0.5
+    assert end_of_turn_silence("Thanks, that was helpful.", **kw) == 0.4
+    assert end_of_turn_silence("Thanks, that was", **kw) == 1.2
+    assert end_of_turn_silence("Okay.", **kw) == 0.5  # too short to be sure
+    assert end_of_turn_silence("hmm, let me see", **kw) == 0.5  # no full stop

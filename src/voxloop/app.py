@@ -6,7 +6,10 @@ providers. Models load (and warm up) once at start-up and are shared by every se
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from voxloop.config import Settings
 from voxloop.logs import setup_logging
 from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.services import Services
+from voxloop.store.base import ResponseQueue, SessionStore
+from voxloop.transport import rest
 from voxloop.transport.ws import serve_websocket
 
 log = logging.getLogger("voxloop")
@@ -37,9 +42,27 @@ class _AppFiles(StaticFiles):
         return response
 
 
+def build_store(settings: Settings) -> tuple[SessionStore, ResponseQueue | None, bool]:
+    """The conversation store the settings ask for, its event queue (Redis mode only), and
+    whether other processes may share it (then sessions re-read their context)."""
+    if settings.redis_url is not None:
+        from voxloop.store.redis import RedisResponseQueue, RedisStore
+
+        url, ttl = settings.redis_url.get_secret_value(), settings.store.session_ttl_s
+        return RedisStore(url, ttl_s=ttl), RedisResponseQueue(url, ttl_s=ttl), True
+    if settings.store.backend == "memory":
+        from voxloop.store.memory import MemoryStore
+
+        return MemoryStore(), None, False
+    from voxloop.store.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.resolved_store_path()), None, True
+
+
 def build_services(
     settings: Settings, registry: Registry | None = None, clock: Clock | None = None
 ) -> Services:
+    store, events, shared = build_store(settings)
     pool = ProviderPool(settings, registry)
     return Services(
         settings=settings,
@@ -49,7 +72,25 @@ def build_services(
         tts=pool.get("tts"),  # type: ignore[arg-type]
         clock=clock or RealClock(),
         pool=pool,
+        store=store,
+        shared_store=shared,
+        events=events,
     )
+
+
+async def _retention(services: Services) -> None:
+    """Delete conversations older than the retention setting, now and then every hour."""
+    days = services.settings.store.retention_days
+    if days <= 0:
+        return
+    while True:
+        try:
+            purged = await services.store.purge(time.time() - days * 86400)
+            if purged:
+                log.info("retention: deleted old conversations", extra={"count": purged})
+        except Exception as exc:
+            log.warning("retention purge failed: %r", exc)
+        await asyncio.sleep(3600)
 
 
 def create_app(
@@ -67,11 +108,19 @@ def create_app(
         if warmup:
             for provider in (svc.vad, svc.stt, svc.llm, svc.tts):
                 await provider.warmup()
+        retention = asyncio.create_task(_retention(svc), name="retention")
         app.state.ready = True
         log.info("voxloop ready", extra={"version": __version__})
         yield
-        if services is None and svc.pool is not None:
-            svc.pool.close()
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
+        if services is None:
+            await svc.store.close()
+            if svc.events is not None:
+                await svc.events.close()
+            if svc.pool is not None:
+                svc.pool.close()
 
     app = FastAPI(title="voxloop", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -107,6 +156,8 @@ def create_app(
                 "stages": svc.metrics.summary(),
             }
         )
+
+    app.include_router(rest.router)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

@@ -85,6 +85,21 @@ class TurnSettings(BaseModel):
     barge_in_min_speech_s: float = Field(
         0.2, ge=0.0, le=3.0, description="speech needed to interrupt the agent"
     )
+    interruption: Literal["words", "vad"] = Field(
+        "words",
+        description="words: the agent pauses at once when the user speaks over it, and "
+        "stops only for a word that is neither a backchannel nor its own echo (otherwise "
+        "it resumes); vad: any speech stops it",
+    )
+    interruption_check_s: float = Field(
+        0.25, ge=0.05, le=2.0, description="how often paused-for speech is transcribed"
+    )
+    false_interruption_timeout_s: float = Field(
+        1.5,
+        ge=0.1,
+        le=10.0,
+        description="the agent resumes if speech over it yields no words for this long",
+    )
     preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="audio kept before speech start")
     echo_suppression: bool = Field(
         False,
@@ -105,6 +120,12 @@ class TurnSettings(BaseModel):
         le=5.0,
         description="end-of-turn silence after a complete question (it ends sooner)",
     )
+    finished_silence_s: float = Field(
+        0.4,
+        ge=0.1,
+        le=5.0,
+        description="end-of-turn silence after a complete-sounding statement",
+    )
     speculative_silence_s: float = Field(
         0.2,
         ge=0.0,
@@ -124,7 +145,42 @@ class SessionSettings(BaseModel):
     )
     synth_ahead: int = Field(2, ge=1, le=8, description="sentences synthesized concurrently")
     early_first_clause: bool = Field(True, description="speak the first clause before the period")
-    max_history_turns: int = Field(20, ge=0)
+    memory_tokens: int = Field(
+        1200,
+        ge=0,
+        le=100_000,
+        description="history the LLM sees, in (estimated) tokens; older turns are summarized",
+    )
+    summarize: bool = Field(True, description="summarize turns that leave the memory window")
+
+
+class PersonaSettings(BaseModel):
+    """The default persona. A persona file (TOML or YAML, same keys) overrides it; clients
+    can pick another file by name from `dir` in their `start` message."""
+
+    file: Path | None = Field(None, description="a persona file (.toml, .yaml or .yml)")
+    dir: Path | None = Field(None, description="named personas: <dir>/<name>.toml|.yaml")
+    name: str = "voxloop"
+    style: str = Field("friendly and brief", description="how it speaks, in a few words")
+    system_prompt: str | None = Field(
+        None, description="the persona's instructions; default: llm.system_prompt"
+    )
+    greeting: str | None = Field(None, description="said once when a new session starts")
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite", "memory"] = Field(
+        "sqlite", description="where conversations live (Redis instead when redis_url is set)"
+    )
+    path: Path | None = Field(
+        None, description="SQLite file; default: conversations.db in the user data dir"
+    )
+    retention_days: float = Field(
+        30.0, ge=0.0, description="conversations untouched this long are deleted (0: never)"
+    )
+    session_ttl_s: float = Field(
+        86_400.0, ge=1.0, description="Redis mode: a session's keys expire after this idle time"
+    )
 
 
 class ServerSettings(BaseModel):
@@ -145,6 +201,11 @@ class Settings(BaseSettings):
         None, description="where assembled model files live; default: the user cache dir"
     )
     log_level: str = "INFO"
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://host:port/db: sessions, history and event queues live in Redis, "
+        "so several workers or hosts can share them",
+    )
     vad: VADSettings = VADSettings()
     stt: STTSettings = STTSettings()
     llm: LLMSettings = LLMSettings()
@@ -152,6 +213,8 @@ class Settings(BaseSettings):
     turns: TurnSettings = TurnSettings()
     session: SessionSettings = SessionSettings()
     server: ServerSettings = ServerSettings()
+    persona: PersonaSettings = PersonaSettings()
+    store: StoreSettings = StoreSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -167,6 +230,13 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+    def resolved_store_path(self) -> Path:
+        if self.store.path is not None:
+            return self.store.path
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("voxloop")) / "conversations.db"
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir is not None:

@@ -55,6 +55,9 @@ class Utterance:
     audio: list[np.ndarray] = field(default_factory=list)
     speech_end_at: float | None = None  # clock time the speech stopped (set at pauses/end)
     ended_at: float | None = None  # clock time the turn detector ended the turn
+    # Speech over the agent: "" (none), "pending" (agent paused, words awaited), "dismissed"
+    # (a backchannel or echo: the agent carried on), "interrupt" (the user took the floor).
+    overlap: str = ""
 
     def samples(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)

@@ -6,6 +6,8 @@ LLM, cuts sentences as soon as they are certain, synthesizes them concurrently (
 only `lead_s` of unplayed audio: that keeps barge-in cheap and lets the server know what
 has been heard. `interrupt()` is the single cancellation path: cancel the tasks, drop the
 queued audio, tell the client (`tts_stop`), and keep in history only what was heard.
+`pause()` stops the audio just as fast but keeps everything else, so that `resume()` can
+go on from the first unheard sample when the "interruption" was only a backchannel.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +33,7 @@ from voxloop.transport.protocol import audio_format, event
 log = logging.getLogger("voxloop.pipeline")
 
 FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
+KEEP_PLAYED_S = 3.0  # samples kept this long after they play, in case a pause must replay them
 
 
 @dataclass
@@ -51,6 +55,7 @@ class _Played:
     sentence: int
     start: float  # clock time at which the client starts playing it
     duration: float
+    pcm: np.ndarray | None = None  # kept while unheard, so a pause can replay it
 
 
 @dataclass
@@ -74,9 +79,15 @@ class Reply:
 
     text: str = ""
     sentences: list[str] = field(default_factory=list)
+    record: TurnRecord | None = None  # the turn as heard, once the reply is over
     interrupted: bool = False
     audio_started: bool = False
     _played: list[_Played] = field(default_factory=list)
+    _banked: int = 0  # _played[:_banked] was heard before a pause
+    _pruned: int = 0  # _played[:_pruned] has let go of its samples (long since played)
+    _replay: deque[tuple[int, np.ndarray]] = field(default_factory=deque)  # unheard, paused
+    _running: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while paused
+    _restart: bool = False  # send tts_start again before the next frame (after a resume)
     _play_end: float = 0.0
     _reported_ms: tuple[float, float] | None = None  # (ms played, clock time of the report)
     _task: asyncio.Task[None] | None = None
@@ -84,6 +95,9 @@ class Reply:
     _finished: bool = False
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        self._running.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"reply-{self.turn_id}")
@@ -128,6 +142,48 @@ class Reply:
         self._finished = True
         await self._cancel_tasks()
 
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> bool:
+        """Stop the audio now (the client flushes) but keep generating; `resume()` replays
+        from the first unheard sample. False if there is nothing playing to pause."""
+        if self._finished or self.paused or not self.audio_started:
+            return False
+        self._running.clear()
+        budget = sum(self._segment_heard())
+        rate = self.config.output_sample_rate
+        heard: list[_Played] = []
+        unheard: list[tuple[int, np.ndarray]] = []
+        for p in self._played[self._banked :]:
+            if budget >= p.duration - 1e-9:
+                heard.append(_Played(p.sentence, p.start, p.duration))
+                budget -= p.duration
+                continue
+            cut = int(max(0.0, budget) * rate) if p.pcm is not None else 0
+            if cut:
+                heard.append(_Played(p.sentence, p.start, cut / rate))
+            if p.pcm is not None:
+                unheard.append((p.sentence, p.pcm[cut:]))
+            budget = 0.0
+        self._played[self._banked :] = heard
+        self._banked = self._pruned = len(self._played)
+        self._replay.extendleft(reversed(unheard))
+        self._reported_ms = None
+        self._play_end = self.clock.now()
+        dropped = self.outbox.drop_turn(self.turn_id)
+        self.outbox.control(
+            event("tts_stop", self.session_id, self.turn_id, reason="paused", dropped_bytes=dropped)
+        )
+        return True
+
+    def resume(self) -> None:
+        """Carry on speaking from where the pause cut in (a new `tts_start`, resumed)."""
+        if self.paused and not self._finished:
+            self._restart = True
+            self._running.set()
+
     async def _cancel_tasks(self) -> None:
         tasks = [t for t in (self._task, *self._children) if t is not None and not t.done()]
         current = asyncio.current_task()
@@ -139,15 +195,14 @@ class Reply:
     def _finish(self, assistant_text: str) -> None:
         self.metrics.interrupted = self.interrupted
         self.metrics.reply_audio_s = sum(p.duration for p in self._played)
-        self.history.add(
-            TurnRecord(
-                self.turn_id,
-                self.user_text,
-                assistant_text,
-                self.interrupted,
-                self.metrics.as_dict(),
-            )
+        self.record = TurnRecord(
+            self.turn_id,
+            self.user_text,
+            assistant_text,
+            self.interrupted,
+            self.metrics.as_dict(),
         )
+        self.history.add(self.record)
         if self.on_done is not None:
             self.on_done(self)
 
@@ -166,25 +221,35 @@ class Reply:
 
     def heard_seconds(self) -> list[float]:
         """Seconds of each sentence the user has heard by now."""
-        now = self.clock.now()
         heard = [0.0] * len(self.sentences)
-        if self._reported_ms is not None:
-            # The client's word beats our estimate; extrapolate from its last report.
-            ms, at = self._reported_ms
-            budget = ms / 1000 + max(0.0, now - at) if self.audio_started else ms / 1000
-            for p in self._played:
-                take = min(p.duration, max(0.0, budget))
-                heard[p.sentence] += take
-                budget -= take
-            return heard
-        for p in self._played:
-            heard[p.sentence] += min(p.duration, max(0.0, now - p.start))
+        for p in self._played[: self._banked]:
+            heard[p.sentence] += p.duration
+        for p, seconds in zip(self._played[self._banked :], self._segment_heard(), strict=True):
+            heard[p.sentence] += seconds
         return heard
+
+    def _segment_heard(self) -> list[float]:
+        """Seconds heard of each frame since the last (re)start of the audio stream."""
+        now = self.clock.now()
+        frames = self._played[self._banked :]
+        if self._reported_ms is None:
+            return [min(p.duration, max(0.0, now - p.start)) for p in frames]
+        # The client's word beats our estimate; extrapolate from its last report.
+        ms, at = self._reported_ms
+        budget = ms / 1000 + (max(0.0, now - at) if not self.paused else 0.0)
+        out = []
+        for p in frames:
+            take = min(p.duration, max(0.0, budget))
+            out.append(take)
+            budget -= take
+        return out
 
     def heard_text(self) -> str:
         durations = [0.0] * len(self.sentences)
         for p in self._played:
             durations[p.sentence] += p.duration
+        for index, pcm in self._replay:
+            durations[index] += len(pcm) / self.config.output_sample_rate
         parts: list[str] = []
         for text, heard, total in zip(self.sentences, self.heard_seconds(), durations, strict=True):
             if total <= 0 or heard <= 0:
@@ -263,13 +328,16 @@ class Reply:
             queue.put_nowait(None)
         self.outbox.data(event("llm_status", sid, tid, status="done"))
         await player
-        if self._finished:
-            return
-        if self.audio_started:
-            self.outbox.data(event("tts_end", sid, tid))
+        rate = self.config.output_sample_rate
+        while not self._finished:
+            await self._replay_unheard(rate)
+            if self.audio_started:
+                self.outbox.data(event("tts_end", sid, tid))
             # All audio is sent, but the client is still playing its buffered lead. Until
-            # that has played, the reply can still be interrupted (and history trimmed).
+            # that has played, the reply can still be interrupted (or paused and resumed).
             await self.clock.sleep(self._play_end - self.clock.now())
+            if not self.paused and not self._replay:
+                break
         if self._finished:
             return
         self._finished = True
@@ -323,6 +391,22 @@ class Reply:
                     await self._send(index, pcm[start : start + frame], rate)
 
     async def _send(self, sentence: int, pcm: np.ndarray, rate: int) -> None:
+        await self._replay_unheard(rate)
+        while not await self._send_frame(sentence, pcm, rate):
+            await self._replay_unheard(rate)  # paused while it waited: the older audio first
+
+    async def _replay_unheard(self, rate: int) -> None:
+        """Wait while paused; after a resume, send again what the user did not hear."""
+        while True:
+            await self._running.wait()
+            if not self._replay:
+                return
+            sentence, pcm = self._replay[0]
+            if await self._send_frame(sentence, pcm, rate):
+                self._replay.popleft()
+
+    async def _send_frame(self, sentence: int, pcm: np.ndarray, rate: int) -> bool:
+        """Pace one frame out to the client. False if a pause came while it waited."""
         if self.gate is not None and not self.gate.is_set():
             await self.gate.wait()
         now = self.clock.now()
@@ -330,18 +414,27 @@ class Reply:
         if ahead > self.config.lead_s:
             await self.clock.sleep(ahead - self.config.lead_s)
             now = self.clock.now()
-        if not self.audio_started:
-            self.audio_started = True
-            if self.speech_end_at is not None:
+        if self.paused:
+            return False
+        if not self.audio_started or self._restart:
+            if not self.audio_started and self.speech_end_at is not None:
                 self.metrics.voice_to_voice_ms = (now - self.speech_end_at) * 1000
+            fields = {"resumed": True} if self._restart else {}
+            self.audio_started, self._restart = True, False
             self.outbox.control(event("status", self.session_id, self.turn_id, status="speaking"))
             self.outbox.data(
-                event("tts_start", self.session_id, self.turn_id, **audio_format(rate))
+                event("tts_start", self.session_id, self.turn_id, **audio_format(rate), **fields)
             )
         duration = len(pcm) / rate
         start = max(now, self._play_end)
         self._play_end = start + duration
-        self._played.append(_Played(sentence, start, duration))
+        self._played.append(_Played(sentence, start, duration, pcm))
+        while self._pruned < len(self._played) and (
+            self._played[self._pruned].start < now - KEEP_PLAYED_S
+        ):
+            self._played[self._pruned].pcm = None
+            self._pruned += 1
         if self.on_audio is not None:
             self.on_audio(pcm, rate, start)
         self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id)
+        return True

@@ -10,6 +10,7 @@ from voxloop.config import Settings
 from voxloop.metrics import MetricsRegistry
 from voxloop.providers.base import LLMProvider, STTProvider, TTSProvider, VADProvider
 from voxloop.providers.registry import ProviderPool
+from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ class Services:
     tts: TTSProvider
     clock: Clock = field(default_factory=RealClock)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
-    store: MemoryStore = field(default_factory=MemoryStore)
+    store: SessionStore = field(default_factory=MemoryStore)
+    # Other processes write to this store too: re-read a session's context before replies.
+    shared_store: bool = False
+    events: ResponseQueue | None = None  # Redis mode: each session's events, for any worker
     live_sessions: set[Session] = field(default_factory=set)
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 
 from voxloop.audio import StreamResampler, pcm16_to_float
+from voxloop.bargein import judge_overlap, overlap_verdict, watch_overlap
+from voxloop.conversation import Canned, Conversation
 from voxloop.listener import Heard, Listener, Utterance
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.pipeline import Reply, ReplyConfig
-from voxloop.providers.base import (
-    Transcript,
-    transcribe_all,
-)
+from voxloop.providers.base import LLMProvider, Transcript, transcribe_all
 from voxloop.services import Services
 from voxloop.speculation import Speculation
-from voxloop.store.memory import SessionState, new_session_id, valid_session_id
+from voxloop.store.base import new_session_id, valid_session_id
+from voxloop.store.memory import MemoryStore
 from voxloop.transport import protocol as p
 from voxloop.turns import TurnConfig
 from voxloop.turntaking import EchoGate, end_of_turn_silence, sounds_unfinished
@@ -42,12 +42,14 @@ class Session:
         self.services = services
         self.clock = services.clock
         self.outbox = Outbox()
-        self.state: SessionState | None = None
+        self.state: Conversation | None = None
         self.turn_counter = 0
         self.reply: Reply | None = None
+        self._last_reply: Reply | None = None  # what the agent said last, for echo checks
         self._spec: Speculation | None = None
         self._tasks: set[asyncio.Task] = set()
         self._not_started_reported = False
+        self._greeted = False
         turns = services.settings.turns
         self.sequential = services.settings.session.mode == "sequential"
         self.listener = Listener(
@@ -60,9 +62,7 @@ class Session:
                 pause_s=0.0 if self.sequential else turns.speculative_silence_s,
             ),
             preroll_s=turns.preroll_s,
-            on_partial=lambda turn_id, text: self.outbox.data(
-                self._event("partial_transcript", turn_id, text=text)
-            ),
+            on_partial=self._on_partial,
             on_stt_error=lambda turn_id, exc: self.error(
                 "stt_failed", f"speech recognition failed: {exc}", turn_id
             ),
@@ -122,7 +122,7 @@ class Session:
             await self._interrupt("reset")
             await self._drop_speculation()
             await self.listener.drop_utterance()
-            self.state.history.clear()
+            self.state.reset()
             self._set_status("listening" if self.started else "idle")
         elif isinstance(msg, p.Interrupt):
             await self._interrupt("interrupt")
@@ -132,7 +132,9 @@ class Session:
         elif isinstance(msg, p.Text):
             await self._interrupt("text")
             self.turn_counter += 1
-            self._start_reply(self.turn_counter, msg.content, None, source="text")
+            turn_id = self.turn_counter
+            await self._refresh_context()
+            self._start_reply(turn_id, msg.content, None, source="text")
         elif (
             isinstance(msg, p.Playback)
             and self.reply is not None
@@ -152,12 +154,16 @@ class Session:
         if self.started:
             await self._stop(acknowledge=False)
         if self.state is None or (msg.session_id and msg.session_id != self.session_id):
-            self.state = self._resume_or_create(msg.session_id)
+            if self.state is not None:
+                await self.state.close()
+            self.state, resumed = await self._open(msg.session_id, msg.user_id)
+        else:
+            resumed = bool(self.state.history.turns)
         if msg.persona is not None:
-            self.state.persona = msg.persona
+            self.state.set_persona(msg.persona)
         if msg.voice is not None:
             self._set_voice(msg.voice)
-        self.turn_counter = max((t.turn_id for t in self.state.history.turns), default=0)
+        self.turn_counter = max(self.turn_counter, self.state.last_turn_id)
         self._not_started_reported = False
         self.listener.start(msg.sample_rate)
         self._spawn(self.listener.run(self._on_heard), "vad")
@@ -166,30 +172,41 @@ class Session:
                 "session",
                 input=p.audio_format(msg.sample_rate),
                 output=p.audio_format(svc.tts.sample_rate),
-                resumed=bool(self.state.history.turns),
+                resumed=resumed,
                 turns=len(self.state.history.turns),
                 options=self.options(),
             )
         )
         self._set_status("listening")
+        greeting = self.state.persona.greeting
+        if greeting and not resumed and not self.state.history.turns and not self._greeted:
+            self._greeted = True
+            self.turn_counter += 1
+            self._start_reply(self.turn_counter, "", None, source="greeting", llm=Canned(greeting))
 
-    def _resume_or_create(self, session_id: str | None) -> SessionState:
-        store = self.services.store
+    async def _open(self, session_id: str | None, user_id: str | None) -> tuple[Conversation, bool]:
+        """Resume the named session from the store, or start one."""
         if session_id and not valid_session_id(session_id):
             self.error("bad_session_id", "session_id must be 1-128 of [A-Za-z0-9_.:-]")
             session_id = None
-        state = store.get(session_id) if session_id else None
-        if state is None:
-            state = store.create(
-                session_id or self._provisional_id,
-                self.services.settings.session.max_history_turns,
+        if user_id and not valid_session_id(user_id):
+            self.error("bad_user_id", "user_id must be 1-128 of [A-Za-z0-9_.:-]")
+            user_id = None
+        sid = session_id or self._provisional_id
+        settings = self.services.settings
+        try:
+            return await Conversation.open(
+                self.services.store, settings, sid, self.error, user_id=user_id
             )
-        return state
+        except Exception as exc:  # the store is down: talk anyway, say it is not saved
+            log.exception("cannot open the session in the store")
+            self.error("store_unavailable", f"conversation not saved: {exc}")
+            return await Conversation.open(MemoryStore(), settings, sid, self.error)
 
     def _configure(self, msg: p.Configure) -> None:
         assert self.state is not None
         if msg.persona is not None:
-            self.state.persona = msg.persona or None  # "" goes back to the default prompt
+            self.state.set_persona(msg.persona)  # "" goes back to the default persona
         if msg.voice is not None:
             self._set_voice(msg.voice)
         if msg.end_of_turn_silence_s is not None:
@@ -203,8 +220,8 @@ class Session:
         """The live session's adjustable settings, as `configured` reports them."""
         assert self.state is not None
         return {
-            "persona": self.state.persona or self.services.settings.llm.system_prompt,
-            "voice": self.state.voice or "default",
+            **self.state.options(),
+            "voice": self.state.record.voice or "default",
             "end_of_turn_silence_s": self.end_of_turn_silence_s,
             "barge_in": self.barge_in,
         }
@@ -214,7 +231,8 @@ class Session:
         tts = self.services.tts
         known = {"default", tts.name, getattr(tts, "voice_name", "default")}
         if voice in known:
-            self.state.voice = voice
+            self.state.record.voice = voice
+            self.state.save_meta()
         else:
             choices = ", ".join(sorted(known))
             self.error("unknown_voice", f"unknown voice {voice!r}; available: {choices}")
@@ -232,8 +250,6 @@ class Session:
         """The connection is gone: cancel everything, leave no task behind."""
         self.services.live_sessions.discard(self)
         self.outbox.close()
-        if self.state is not None:
-            self.state.last_seen = self.clock.now()
         try:
             if self.reply is not None:
                 await self.reply.close()
@@ -246,6 +262,8 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.state is not None:
+                await self.state.close()  # the last turn's write finishes before we go
 
     # -- audio → VAD → turns → STT --------------------------------------------------------
 
@@ -255,21 +273,16 @@ class Session:
 
     async def _on_heard(self, heard: Heard, utt: Utterance | None) -> None:
         if heard is Heard.SPEECH:
-            reply = self.reply
-            if (
-                reply is not None
-                and not reply.done
-                and self.barge_in
-                and self.listener.speech_s >= self.services.settings.turns.barge_in_min_speech_s
-            ):
-                await self._interrupt("barge_in")
+            await self._speech_over_reply(utt)
         elif heard is Heard.STARTED:
+            if self.state is not None:
+                self.state.cancel_summary()  # the LLM is needed for an answer now
             if self.reply is not None and not self.barge_in:
                 return  # the agent has the floor; speech is ignored until it finishes
             if self.listener.utterance is None:
                 self.turn_counter += 1
                 self.listener.open_utterance(self.turn_counter, stream=not self.sequential)
-        elif heard is Heard.PAUSED and utt is not None:
+        elif heard is Heard.PAUSED and utt is not None and utt.overlap in ("", "interrupt"):
             await self._speculate(utt)
         elif heard is Heard.RESUMED:
             self._wait_normally()
@@ -277,6 +290,102 @@ class Session:
         elif heard is Heard.ENDED and utt is not None:
             self._wait_normally()
             self._spawn(self._finish_utterance(utt), "turn-end")
+
+    async def _speech_over_reply(self, utt: Utterance | None) -> None:
+        """The user is talking while a reply is active: stop it, or pause it until the
+        words say whether this is an interruption (bargein.py)."""
+        reply, turns = self.reply, self.services.settings.turns
+        if (
+            reply is None
+            or reply.done
+            or not self.barge_in
+            or self.listener.speech_s < turns.barge_in_min_speech_s
+            or (utt is not None and utt.overlap)
+        ):
+            return
+        if turns.interruption == "vad" or utt is None or not reply.audio_started:
+            await self._interrupt("barge_in")
+        elif reply.pause():
+            log.debug(
+                "paused for speech over the reply",
+                extra={"session_id": self.session_id, "turn_id": reply.turn_id},
+            )
+            utt.overlap = "pending"
+            self._spawn(self._judge_overlap(reply, utt), "overlap")
+
+    async def _judge_overlap(self, reply: Reply, utt: Utterance) -> None:
+        turns = self.services.settings.turns
+        try:
+            result = await judge_overlap(
+                reply,
+                utt.samples,
+                stt=self.services.stt,
+                clock=self.clock,
+                check_s=turns.interruption_check_s,
+                timeout_s=turns.false_interruption_timeout_s,
+                still_talking=lambda: (
+                    self.listener.utterance is utt and self.listener.detector.talking
+                ),
+                undecided=lambda: utt.overlap == "pending",
+            )
+        except Exception as exc:  # no words to go by: carry on speaking
+            log.warning("overlap check failed: %r", exc, extra={"session_id": self.session_id})
+            result = ("empty", "")
+        if result is not None and utt.overlap == "pending":
+            await self._settle_overlap(utt, *result)
+
+    async def _settle_overlap(self, utt: Utterance, verdict: str, text: str) -> None:
+        """Act on what speech over the agent turned out to be."""
+        log.debug(
+            "speech over the reply: %s",
+            verdict,
+            extra={"session_id": self.session_id, "turn_id": utt.turn_id, "text": text},
+        )
+        if verdict == "interrupt":
+            utt.overlap = "interrupt"
+            await self._interrupt("barge_in")
+            return
+        utt.overlap = "dismissed"
+        if self.reply is not None:
+            self.reply.resume()
+            if self.listener.utterance is utt:
+                self._spawn(self._watch_overlap(self.reply, utt), "overlap")
+        self.services.metrics.count(f"false_interruptions.{verdict}")
+        self.outbox.data(self._event("false_interruption", utt.turn_id, verdict=verdict, text=text))
+
+    async def _watch_overlap(self, reply: Reply, utt: Utterance) -> None:
+        """The speech went on after it was let go: an interruption may follow the echo."""
+        try:
+            text = await watch_overlap(
+                reply,
+                utt.samples,
+                stt=self.services.stt,
+                clock=self.clock,
+                every_s=2 * self.services.settings.turns.interruption_check_s,
+                still_on=lambda: utt.overlap == "dismissed" and self.listener.utterance is utt,
+                still_talking=lambda: self.listener.detector.talking,
+            )
+        except Exception as exc:  # the end of the utterance still gets its final check
+            log.warning("overlap watch failed: %r", exc, extra={"session_id": self.session_id})
+            return
+        if text is not None and utt.overlap == "dismissed":
+            await self._settle_overlap(utt, "interrupt", text)
+
+    def _agent_text(self) -> str:
+        reply = self.reply or self._last_reply
+        return " ".join(reply.sentences) if reply is not None else ""
+
+    def _on_partial(self, turn_id: int, text: str) -> None:
+        self.outbox.data(self._event("partial_transcript", turn_id, text=text))
+        utt = self.listener.utterance
+        if (
+            utt is not None
+            and utt.turn_id == turn_id
+            and utt.overlap in ("pending", "dismissed")
+            and self.reply is not None
+            and overlap_verdict(text, self._agent_text(), cut=(False, True)) == "interrupt"
+        ):
+            self._spawn(self._settle_overlap(utt, "interrupt", text), "overlap")
 
     def _wait_normally(self) -> None:
         """Undo a longer wait for an unfinished-sounding pause."""
@@ -302,7 +411,11 @@ class Session:
         self._spec = spec
 
     async def _run_speculation(self, spec: Speculation, audio: np.ndarray) -> None:
-        spec.transcript = await transcribe_all(self.services.stt, audio)
+        try:
+            spec.transcript = await transcribe_all(self.services.stt, audio)
+        except Exception as exc:  # the utterance's own transcript will report it
+            log.warning("speculative STT failed: %r", exc, extra={"session_id": self.session_id})
+            return
         spec.transcript_at = self.clock.now()
         text = spec.transcript.text.strip()
         turns = self.services.settings.turns
@@ -314,6 +427,7 @@ class Session:
             normal=self.end_of_turn_silence_s,
             unfinished=turns.unfinished_silence_s,
             question=turns.question_silence_s,
+            finished=turns.finished_silence_s,
         )
         log.debug(
             "speculative transcript",
@@ -326,6 +440,7 @@ class Session:
             },
         )
         if text and not unfinished:
+            await self._refresh_context()
             spec.reply = self._make_reply(
                 spec.utterance.turn_id,
                 text,
@@ -357,10 +472,18 @@ class Session:
             final = await self._transcribe_safely(utt)
         metrics.stt_final_ms = (self.clock.now() - ended_at) * 1000
         text = final.text.strip() if final else ""
+        if utt.overlap in ("pending", "dismissed"):
+            verdict = overlap_verdict(text, self._agent_text())
+            if verdict != "interrupt":  # a backchannel or echo is not a turn
+                if utt.overlap == "pending":
+                    await self._settle_overlap(utt, verdict, text)
+                return
+            await self._settle_overlap(utt, "interrupt", text)
         self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
         if not text:
             return  # noise or an empty utterance: nothing to answer
         await self._interrupt("new_turn")
+        await self._refresh_context()
         self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
 
     async def _adopt(
@@ -370,6 +493,9 @@ class Session:
         try:
             await spec.task
         except Exception:  # fall back to the ordinary path
+            await spec.discard()
+            return False
+        if spec.transcript is None:  # its STT failed: the ordinary path reports why
             await spec.discard()
             return False
         if utt.stt_task is not None:  # the streaming transcript is not needed any more
@@ -382,6 +508,7 @@ class Session:
             await spec.discard()
             if text:
                 await self._interrupt("new_turn")
+                await self._refresh_context()
                 self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
             return True
         await self._interrupt("new_turn")
@@ -412,10 +539,11 @@ class Session:
         *,
         metrics: TurnMetrics | None = None,
         source: str = "voice",
+        llm: LLMProvider | None = None,
     ) -> None:
         metrics = metrics or TurnMetrics(self.session_id, turn_id)
         metrics.source = source
-        self.reply = self._make_reply(turn_id, text, speech_end_at, metrics)
+        self.reply = self._make_reply(turn_id, text, speech_end_at, metrics, llm=llm)
         self.reply.start()
 
     def _make_reply(
@@ -427,11 +555,13 @@ class Session:
         *,
         outbox: Outbox | HeldOutbox | None = None,
         gate: asyncio.Event | None = None,
+        llm: LLMProvider | None = None,
     ) -> Reply:
         assert self.state is not None
+        self.state.cancel_summary()  # the answer comes first
         settings = self.services.settings
         config = ReplyConfig(
-            system_prompt=self.state.persona or settings.llm.system_prompt,
+            system_prompt=self.state.system_prompt(),
             output_sample_rate=self.services.tts.sample_rate,
             lead_s=settings.session.output_lead_s,
             synth_ahead=settings.session.synth_ahead,
@@ -442,7 +572,7 @@ class Session:
             session_id=self.session_id,
             turn_id=turn_id,
             user_text=text,
-            llm=self.services.llm,
+            llm=llm or self.services.llm,
             tts=self.services.tts,
             outbox=outbox or self.outbox,
             clock=self.clock,
@@ -460,16 +590,42 @@ class Session:
     def _reply_done(self, reply: Reply) -> None:
         if reply.speculative:
             return  # not adopted (yet): it never happened as far as anyone can tell
+        self._last_reply = reply
         self.services.metrics.record_turn(reply.metrics)
         figures = reply.metrics.as_dict()
         del figures["session_id"], figures["turn_id"]
-        self.outbox.data(self._event("metrics", reply.turn_id, **figures))
+        event = self._event("metrics", reply.turn_id, **figures)
+        if self.state is not None and reply.record is not None:
+            # `metrics` closes the turn for the client: send it once the turn is stored.
+            self.state.turn_done(reply.record, then=lambda: self.outbox.data(event))
+            self.state.summarize_later(self.services.llm)
+        else:
+            self.outbox.data(event)
         if self.reply is reply:
             self.reply = None
             self._set_status("listening" if self.started else "idle")
 
+    def forget(self) -> None:
+        """The stored conversation was deleted (REST): forget it here too, start afresh."""
+        if self.state is not None:
+            self.state.reset()
+
+    async def _refresh_context(self) -> None:
+        """Another worker may have changed this session's context (PUT .../context)."""
+        if self.services.shared_store and self.state is not None:
+            await self.state.refresh()
+
+    def apply_context(
+        self, *, instructions: str | None, facts: list[str] | None, persona: str | None
+    ) -> None:
+        """New live context from the REST API: the next LLM call uses it."""
+        if self.state is not None:
+            self.state.set_context(instructions=instructions, facts=facts, persona=persona)
+            self.outbox.data(self._event("context_updated", **self.state.context()))
+
     async def _interrupt(self, reason: str) -> None:
         reply, self.reply = self.reply, None
+        self._last_reply = reply or self._last_reply
         if reply is not None and not reply.done:
             await reply.interrupt(reason)
             self._set_status("listening" if self.started else "idle")

@@ -11,6 +11,8 @@ from enum import Enum
 
 from voxloop.providers.base import VADFrame
 
+TALKING_GAP_S = 0.15  # a shorter silence is a gap between syllables, not a pause
+
 
 class TurnEventKind(Enum):
     SPEECH_STARTED = "speech_started"  # enough speech to count as the user talking
@@ -47,6 +49,13 @@ class TurnDetector:
         self._start_s = 0.0
         self._speech_s = 0.0  # accumulated speech within the current utterance
         self._last_speech_end_s = 0.0
+        self._last_frame_end_s = 0.0
+
+    @property
+    def talking(self) -> bool:
+        """In an utterance and speaking right now (not in a pause within it)."""
+        gap = self._last_frame_end_s - self._last_speech_end_s
+        return self.state == "speech" and gap < TALKING_GAP_S
 
     @property
     def in_speech(self) -> bool:
@@ -65,6 +74,7 @@ class TurnDetector:
     def push(self, frame: VADFrame) -> TurnEvent | None:
         cfg = self.config
         end = frame.start_s + frame.duration_s
+        self._last_frame_end_s = end
         if frame.is_speech:
             if self.state == "silence":
                 self.state, self._start_s, self._speech_s = "candidate", frame.start_s, 0.0

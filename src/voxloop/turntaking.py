@@ -29,6 +29,13 @@ _OPEN_ENDINGS = frozenset(
     """.split()
 )
 _FILLERS = frozenset({"um", "uh", "er", "erm", "hmm", "mm"})
+# Verbs that leave the sentence hanging after "to ..." without their object.
+_NEEDS_OBJECT = frozenset(
+    """
+    order book buy get make have see know ask tell say find add change cancel send call
+    check reserve schedule set bring take give show use pay try visit
+    """.split()
+)
 
 
 def sounds_unfinished(transcript: str) -> bool:
@@ -48,9 +55,17 @@ def sounds_unfinished(transcript: str) -> bool:
     last = words[-1]
     if last in _OPEN_ENDINGS or last in _FILLERS:
         return True
-    if len(words) >= 2 and words[-2] == "to" and not text.endswith("!"):
-        return True  # "I'd like to order", "remind me to call"
-    # A number being read out ("my number is 555", "five five five"), not "for four."
+    if len(words) >= 2 and words[-2] == "to" and words[-1] in _NEEDS_OBJECT:
+        return True  # "I'd like to order", "remind me to call" (not "learns to fly")
+    # A number being read out ("my number is 555", "five five five"), not "for four." nor
+    # a whole phone number ("555-0123": seven digits or more).
+    digits = 0
+    for word in reversed(words):
+        if not word.isdigit():
+            break
+        digits += len(word)
+    if digits >= 7:
+        return False
     numbers = [w.isdigit() or _is_number_word(w) for w in words[-2:]]
     return (last.isdigit() and len(last) >= 3) or (all(numbers) and len(numbers) == 2)
 
@@ -61,14 +76,28 @@ def sounds_complete_question(transcript: str) -> bool:
     return text.endswith("?") and len(text.split()) >= 3
 
 
+def sounds_complete_statement(transcript: str) -> bool:
+    """A sentence of a few words that ends with a full stop or "!" and does not sound
+    unfinished. Weaker evidence than a question mark (recognisers add full stops freely)."""
+    text = transcript.strip()
+    return (
+        text.endswith((".", "!"))
+        and not text.endswith("...")
+        and len(text.split()) >= 3
+        and not sounds_unfinished(text)
+    )
+
+
 def end_of_turn_silence(
-    transcript: str, *, normal: float, unfinished: float, question: float
+    transcript: str, *, normal: float, unfinished: float, question: float, finished: float
 ) -> float:
     """How much silence should end the turn, given the words heard before the pause."""
     if sounds_unfinished(transcript):
         return max(normal, unfinished)
     if sounds_complete_question(transcript):
         return min(normal, question)
+    if sounds_complete_statement(transcript):
+        return min(normal, finished)
     return normal
 
 

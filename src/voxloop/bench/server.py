@@ -72,6 +72,7 @@ def running_server(
     full_env.update(provider_env(providers))
     full_env.update(env or {})
     full_env.setdefault("VOXLOOP_LOG_LEVEL", "WARNING")
+    full_env.setdefault("VOXLOOP_STORE__BACKEND", "memory")  # keep bench talk out of history
     log = log_path or Path(tempfile.mkstemp(prefix="voxloop-bench-", suffix=".log")[1])
     with log.open("w") as out:
         proc = subprocess.Popen(

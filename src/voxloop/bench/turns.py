@@ -8,21 +8,25 @@ Scenarios are synthesized with our own TTS and mixed with numpy (seeded, so runs
 - (d) `interruptions`: "wait, stop" over the agent's echo.
 - (e) `noise`: a complete question over noise at 10 dB SNR.
 
-Each case runs through the real VAD and the turn logic in audio time (no server, no
-clock), once as plain VAD turn-taking (the baseline) and once with voxloop's heuristics:
-the echo gate, and a longer wait when the transcript at a pause sounds unfinished.
+Each case runs through the real VAD, the real STT and the turn logic in audio time (no
+server), under three policies: plain VAD turn-taking (the baseline), voxloop's default
+settings (a longer wait when the words at a pause sound unfinished; speech over the agent
+pauses it and only a real word interrupts, bargein.py), and the defaults plus the
+audio-level echo gate. STT wall time is added to the decisions that wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voxloop.bargein import RECENT_S, overlap_verdict
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import load, question_wavs
 from voxloop.bench.stats import summarize
@@ -76,7 +80,9 @@ class Case:
 @dataclass
 class Outcome:
     turn_ends: list[float] = field(default_factory=list)
-    barge_in_s: float | None = None
+    stops: list[float] = field(default_factory=list)  # the agent's audio stopped (a pause)
+    barge_in_s: float | None = None  # the reply was cancelled: the user has the floor
+    paused_s: float = 0.0  # total time the agent was paused and then carried on
 
 
 def _silence(seconds: float) -> np.ndarray:
@@ -165,9 +171,90 @@ def build_cases(per_class: int, seed: int, cache_dir: Path) -> list[Case]:
     return cases
 
 
+@dataclass
 class Policy:
-    def __init__(self, name: str, *, echo_gate: bool, semantic: bool) -> None:
-        self.name, self.echo_gate, self.semantic = name, echo_gate, semantic
+    name: str
+    echo_gate: bool  # the audio-level echo gate (turns.echo_suppression)
+    semantic: bool  # a longer wait when the words at a pause sound unfinished
+    words: bool  # speech over the agent pauses it; only a real word interrupts
+
+
+class _Run:
+    """One case through the VAD, the turn detector and the policy, in audio time. STT
+    calls are real, and their wall time is added to the decisions that wait for them."""
+
+    def __init__(self, case: Case, policy: Policy, stt, settings: Settings) -> None:
+        self.case, self.policy, self.stt, self.turns = case, policy, stt, settings.turns
+        self.agent_end = max((s + len(a) / RATE for s, a in case.reference), default=0.0)
+        self.outcome = Outcome()
+        self.overlap = ""  # as Utterance.overlap in the session
+        self.paused_at = 0.0
+        self.next_check = 0.0
+
+    def transcribe(self, start_s: float, end_s: float) -> tuple[str, float]:
+        begin = max(0, int((start_s - self.turns.preroll_s) * RATE))
+        t0 = time.perf_counter()
+        text = asyncio.run(transcribe_all(self.stt, self.case.mic[begin : int(end_s * RATE)]))
+        return text.text, time.perf_counter() - t0
+
+    def commit(self, at: float) -> None:
+        self.overlap = "interrupt"
+        if self.outcome.barge_in_s is None:
+            self.outcome.barge_in_s = at
+
+    def speech(self, detector: TurnDetector, end: float) -> None:
+        """A speech frame ending at `end` while the detector is in an utterance."""
+        o, turns = self.outcome, self.turns
+        if (
+            o.barge_in_s is None
+            and not self.overlap
+            and end < self.agent_end
+            and detector.current_speech_s >= turns.barge_in_min_speech_s
+        ):
+            if not self.policy.words:
+                self.commit(end)
+                return
+            self.overlap, self.paused_at = "pending", end
+            self.next_check = end  # the first look is at once
+            o.stops.append(end)
+
+    def tick(self, detector: TurnDetector, end: float) -> None:
+        """Checks that run on time whatever the frame: the judge, and streaming partials."""
+        turns, start = self.turns, detector.speech_start_s
+        if self.overlap == "pending" and end >= self.next_check:
+            text, cost = self.transcribe(start, end)
+            verdict = overlap_verdict(text, AGENT, cut=(False, detector.talking))
+            if verdict == "interrupt":
+                self.commit(end + cost)
+            elif (
+                verdict == "echo"
+                or not detector.talking
+                or end - self.paused_at >= turns.false_interruption_timeout_s
+            ):
+                self.overlap = "dismissed"
+                self.outcome.paused_s += end + cost - self.paused_at
+                self.next_check = end + cost + 2 * turns.interruption_check_s
+            else:
+                self.next_check = end + cost + turns.interruption_check_s
+        elif self.overlap == "dismissed" and end >= self.next_check:
+            # As bargein.watch_overlap: the latest RECENT_S of the speech that goes on.
+            begin = max(start, end - RECENT_S + turns.preroll_s)
+            text, cost = self.transcribe(begin, end)
+            self.next_check = end + cost + 2 * turns.interruption_check_s
+            cut = (end - start > RECENT_S, detector.talking)
+            if overlap_verdict(text, AGENT, cut=cut) == "interrupt":
+                self.commit(end + cost)
+
+    def turn_ended(self, start: float, end: float) -> None:
+        if self.overlap in ("pending", "dismissed"):
+            # As the session: a long dismissed stretch is judged by its latest words only.
+            begin = max(start, end - RECENT_S + self.turns.preroll_s)
+            text, cost = self.transcribe(begin, end)
+            if overlap_verdict(text, AGENT, cut=(end - start > RECENT_S, False)) == "interrupt":
+                self.commit(end + cost)
+            elif self.overlap == "pending":
+                self.outcome.paused_s += end + cost - self.paused_at
+        self.overlap = ""
 
 
 def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcome:
@@ -184,9 +271,8 @@ def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcom
     for start, samples in case.reference:
         if gate is not None:
             gate.add_reference(samples, start)
-    agent_end = max((s + len(a) / RATE for s, a in case.reference), default=0.0)
+    run = _Run(case, policy, stt, settings)
     state = vad.new_state()
-    outcome = Outcome()
     frames = state.push(case.mic[: len(case.mic) // FRAME * FRAME])
     for frame in frames:
         t0 = frame.start_s
@@ -194,28 +280,37 @@ def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcom
         speech = frame.is_speech and not (gate is not None and gate.is_echo(samples, t0))
         event = detector.push(VADFrame(t0, frame.duration_s, frame.probability, speech))
         end = t0 + frame.duration_s
-        if (
-            outcome.barge_in_s is None
-            and t0 < agent_end
-            and detector.current_speech_s >= turns.barge_in_min_speech_s
-        ):
-            outcome.barge_in_s = end
+        if detector.state != "silence":
+            if speech:
+                run.speech(detector, end)
+            run.tick(detector, end)
         if event is None:
             continue
-        if event.kind is TurnEventKind.SPEECH_PAUSED and policy.semantic:
-            start = max(0, int((event.speech_start_s - turns.preroll_s) * RATE))
-            text = asyncio.run(transcribe_all(stt, case.mic[start : int(end * RATE)])).text
+        if (
+            event.kind is TurnEventKind.SPEECH_PAUSED
+            and policy.semantic
+            and run.overlap in ("", "interrupt")
+        ):
+            text, _ = run.transcribe(event.speech_start_s, end)
             detector.config.end_of_turn_silence_s = end_of_turn_silence(
                 text,
                 normal=base_eot,
                 unfinished=turns.unfinished_silence_s,
                 question=turns.question_silence_s,
+                finished=turns.finished_silence_s,
             )
         elif event.kind in (TurnEventKind.SPEECH_RESUMED, TurnEventKind.TURN_ENDED):
             detector.config.end_of_turn_silence_s = base_eot
             if event.kind is TurnEventKind.TURN_ENDED:
-                outcome.turn_ends.append(end)
-    return outcome
+                run.outcome.turn_ends.append(end)
+                run.turn_ended(event.speech_start_s, end)
+    return run.outcome
+
+
+def _stop_after_onset(case: Case, outcome: Outcome) -> float:
+    """Seconds from the user's onset to the agent's audio stopping (a pause or a cancel)."""
+    onset = case.onset_s or 0.0
+    return min(t for t in [*outcome.stops, outcome.barge_in_s or 0.0] if t >= onset) - onset
 
 
 def score(kind: str, cases: list[Case], outcomes: list[Outcome]) -> dict[str, Any]:
@@ -240,9 +335,15 @@ def score(kind: str, cases: list[Case], outcomes: list[Outcome]) -> dict[str, An
         false = [c for c, o in pairs if o.barge_in_s is not None]
         out["false_bargein_rate"] = round(len(false) / len(pairs), 3)
         out["false_bargeins"] = [c.label for c in false][:5]
+        # A pause that resumes is not a lost reply, but the user hears the agent stop.
+        out["paused_rate"] = round(
+            sum(1 for o in outcomes if o.stops and o.barge_in_s is None) / len(pairs),
+            3,
+        )
+        out["pause_ms"] = summarize([o.paused_s * 1000 for o in outcomes if o.paused_s > 0])
     else:
         hits = [
-            (o.barge_in_s - c.onset_s) * 1000
+            (c, o)
             for c, o in pairs
             if o.barge_in_s is not None and c.onset_s is not None and o.barge_in_s >= c.onset_s
         ]
@@ -252,7 +353,11 @@ def score(kind: str, cases: list[Case], outcomes: list[Outcome]) -> dict[str, An
             / len(pairs),
             3,
         )
-        out["bargein_latency_ms"] = summarize(hits)
+        # When the agent's audio stops (a pause counts) and when the reply is cancelled.
+        out["bargein_latency_ms"] = summarize([_stop_after_onset(c, o) * 1000 for c, o in hits])
+        out["cancel_latency_ms"] = summarize(
+            [((o.barge_in_s or 0) - (c.onset_s or 0)) * 1000 for c, o in hits]
+        )
     return out
 
 
@@ -263,9 +368,12 @@ def eval_turns(per_class: int = 20, seed: int = 1, cache_dir: Path | None = None
     settings = Settings()
     cases = build_cases(per_class, seed, cache_dir or settings.resolved_cache_dir() / "bench")
     vad, stt = SileroVAD.from_settings(settings), WhisperSTT.from_settings(settings)
+    turns = settings.turns
+    words = turns.interruption == "words"
     policies = [
-        Policy("vad_only", echo_gate=False, semantic=False),
-        Policy("voxloop", echo_gate=True, semantic=True),
+        Policy("vad_only", echo_gate=False, semantic=False, words=False),
+        Policy("voxloop", echo_gate=turns.echo_suppression, semantic=True, words=words),
+        Policy("voxloop_echo_gate", echo_gate=True, semantic=True, words=words),
     ]
     report: dict[str, Any] = {
         "benchmark": "turns",
@@ -278,6 +386,8 @@ def eval_turns(per_class: int = 20, seed: int = 1, cache_dir: Path | None = None
             "question_silence_s": settings.turns.question_silence_s,
             "speculative_silence_s": settings.turns.speculative_silence_s,
             "barge_in_min_speech_s": settings.turns.barge_in_min_speech_s,
+            "interruption": settings.turns.interruption,
+            "echo_suppression": settings.turns.echo_suppression,
         },
     }
     try:

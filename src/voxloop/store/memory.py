@@ -1,52 +1,61 @@
-"""In-process session store: resume a session by id while the process lives."""
+"""In-process conversation store: nothing survives a restart. For tests and for anyone who
+wants no disk writes at all (`VOXLOOP_STORE__BACKEND=memory`)."""
 
 from __future__ import annotations
 
-import re
-import secrets
+import copy
 import time
-from dataclasses import dataclass, field
+from typing import Any
 
-from voxloop.history import History
-
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
-
-def new_session_id() -> str:
-    return secrets.token_urlsafe(12)
-
-
-def valid_session_id(session_id: str) -> bool:
-    return bool(_ID.match(session_id))
-
-
-@dataclass
-class SessionState:
-    session_id: str
-    history: History = field(default_factory=History)
-    persona: str | None = None
-    voice: str | None = None
-    last_seen: float = field(default_factory=time.time)
+from voxloop.history import TurnRecord
+from voxloop.store.base import Page, SessionRecord
 
 
 class MemoryStore:
     def __init__(self, max_sessions: int = 10_000) -> None:
-        self._sessions: dict[str, SessionState] = {}
+        self._sessions: dict[str, SessionRecord] = {}
         self.max_sessions = max_sessions
 
-    def get(self, session_id: str) -> SessionState | None:
-        return self._sessions.get(session_id)
+    async def load(self, session_id: str) -> SessionRecord | None:
+        record = self._sessions.get(session_id)
+        return copy.deepcopy(record) if record is not None else None
 
-    def create(self, session_id: str | None = None, max_turns: int = 20) -> SessionState:
-        state = SessionState(session_id or new_session_id(), History(max_turns=max_turns))
-        self._sessions[state.session_id] = state
-        if len(self._sessions) > self.max_sessions:  # forget the least recently seen
-            oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
+    async def save_meta(self, record: SessionRecord) -> None:
+        old = self._sessions.get(record.session_id)
+        new = copy.deepcopy(record)
+        new.turns = old.turns if old is not None else []
+        self._sessions[record.session_id] = new
+        if len(self._sessions) > self.max_sessions:  # forget the least recently updated
+            oldest = min(self._sessions.values(), key=lambda s: s.updated_at)
             del self._sessions[oldest.session_id]
-        return state
 
-    def delete(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+    async def append_turn(self, session_id: str, turn: TurnRecord) -> None:
+        record = self._sessions.get(session_id)
+        if record is not None:
+            record.turns.append(copy.deepcopy(turn))
+            record.updated_at = max(time.time(), turn.created_at)
+
+    async def list_sessions(self, *, offset: int = 0, limit: int = 50) -> Page:
+        ordered = sorted(self._sessions.values(), key=lambda s: (-s.updated_at, s.session_id))
+        metas: list[dict[str, Any]] = [s.meta() for s in ordered[offset : offset + limit]]
+        return Page(metas, len(ordered), offset, limit)
+
+    async def user_sessions(self, user_id: str, *, limit: int = 5) -> list[SessionRecord]:
+        mine = [s for s in self._sessions.values() if s.user_id == user_id]
+        mine.sort(key=lambda s: -s.updated_at)
+        return [copy.deepcopy(s) for s in mine[:limit]]
+
+    async def delete(self, session_id: str) -> bool:
+        return self._sessions.pop(session_id, None) is not None
+
+    async def purge(self, older_than: float) -> int:
+        old = [sid for sid, s in self._sessions.items() if s.updated_at < older_than]
+        for sid in old:
+            del self._sessions[sid]
+        return len(old)
+
+    async def close(self) -> None:
+        self._sessions.clear()
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -165,6 +165,17 @@ class FakeLLM(LLMProvider):
             yield word if i == 0 else " " + word
 
 
+class MemoryEchoLLM(FakeLLM):
+    """Says how much conversation it was given, so a test can see the history arrive
+    (e.g. in a server process on another worker): "2 earlier messages. You said: hi"."""
+
+    name = "memory-echo"
+
+    def _reply(self, messages: Sequence[Message]) -> str:
+        earlier = sum(1 for m in messages[:-1] if m.role != "system")
+        return f"{earlier} earlier messages. You said: {messages[-1].content}"
+
+
 class FakeTTS(TTSProvider):
     """A quiet tone whose length follows the text (`ms_per_char`), in 100 ms chunks."""
 

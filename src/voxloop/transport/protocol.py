@@ -36,6 +36,7 @@ class Start(_Msg):
     type: Literal["start"] = "start"
     sample_rate: int = DEFAULT_RATE
     session_id: str | None = Field(None, max_length=128)
+    user_id: str | None = Field(None, max_length=128)
     voice: str | None = Field(None, max_length=256)
     persona: str | None = Field(None, max_length=8000)
 

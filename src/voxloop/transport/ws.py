@@ -8,7 +8,7 @@ import logging
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from voxloop.outbox import Outbox
+from voxloop.conversation import StoreWriter
 from voxloop.services import Services
 from voxloop.session import Session
 
@@ -18,7 +18,7 @@ log = logging.getLogger("voxloop.ws")
 async def serve_websocket(websocket: WebSocket, services: Services) -> None:
     await websocket.accept()
     session = Session(services)
-    sender = asyncio.create_task(_send_loop(websocket, session.outbox))
+    sender = asyncio.create_task(_send_loop(websocket, session, services))
     try:
         while True:
             message = await websocket.receive()
@@ -40,13 +40,22 @@ async def serve_websocket(websocket: WebSocket, services: Services) -> None:
         log.info("session disconnected", extra={"session_id": session.session_id})
 
 
-async def _send_loop(websocket: WebSocket, outbox: Outbox) -> None:
+async def _send_loop(websocket: WebSocket, session: Session, services: Services) -> None:
+    events = services.events
+    # Redis mode: every event sent also goes, in order, to the session's queue in Redis,
+    # where any worker can read it (GET /api/sessions/{id}/events).
+    mirror = StoreWriter(lambda exc: log.warning("event queue write failed: %r", exc))
     try:
         while True:
-            msg = await outbox.get()
+            msg = await session.outbox.get()
             if msg.audio is not None:
                 await websocket.send_bytes(msg.audio)
-            else:
-                await websocket.send_json(msg.json)
+                continue
+            await websocket.send_json(msg.json)
+            if events is not None and msg.json is not None:
+                sid, event = session.session_id, msg.json
+                mirror.submit(lambda sid=sid, event=event: events.push(sid, event))
     except (EOFError, WebSocketDisconnect, RuntimeError):
         return  # the session ended or the peer went away
+    finally:
+        await asyncio.shield(mirror.close())

@@ -238,6 +238,12 @@ client.on("final_transcript", (msg) => {
   view.finish(final);
 });
 
+client.on("false_interruption", (msg) => {
+  // "Mm-hmm" (or the agent's own echo) over the agent: not a turn, and the agent went on.
+  const b = view.find("user", msg.turn_id);
+  if (b && !b.done) view.remove(b);
+});
+
 client.on("llm_status", (msg) => {
   view.claimPendingText(msg.turn_id);
   if (msg.status === "started") view.agent(msg.turn_id);

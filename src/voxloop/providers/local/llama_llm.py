@@ -85,7 +85,7 @@ class LlamaLLM(LLMProvider):
             max_tokens=s.max_tokens,
             temperature=s.temperature,
         )
-        llm.warm_prompt = s.system_prompt
+        llm.warm_prompt = _default_prompt(settings)
         return llm
 
     def info(self) -> ProviderInfo:
@@ -139,3 +139,13 @@ class LlamaLLM(LLMProvider):
 
     def close(self) -> None:
         self.worker.shutdown()
+
+
+def _default_prompt(settings: Settings) -> str:
+    """The default persona's system prompt, as a new session's first turn will send it."""
+    from voxloop.persona import Persona, PersonaError, system_prompt
+
+    try:
+        return system_prompt(Persona.from_settings(settings))
+    except PersonaError:
+        return settings.llm.system_prompt  # the session will report the bad file
