@@ -130,3 +130,15 @@ def test_a_new_session_of_a_known_user_starts_with_their_past(app_and_llm):
     assert "my cat is called Tom" in system
     talk(client, "bob-1", "hello", user_id="bob")
     assert "Tom" not in llm.requests[-1][0].content
+
+
+def test_a_persona_change_followed_at_once_by_a_turn_is_not_read_back_stale(app_and_llm):
+    """The session re-reads its context from the (shared) store before each reply; its
+    own pending write must land first, or the old persona would come back."""
+    client, llm = app_and_llm
+    with client.websocket_connect("/ws") as ws:
+        start(ws, session_id="quick")
+        ws.send_json({"type": "configure", "persona": "Speak like a pirate."})
+        ws.send_json({"type": "text", "content": "hello"})
+        receive_until(ws, "metrics")
+    assert "Speak like a pirate." in llm.requests[-1][0].content

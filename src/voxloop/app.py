@@ -168,6 +168,16 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory voxloop.app:app_from_env --workers N`: each worker process
+    builds its app from the environment and config file, as `voxloop serve` does."""
+    from voxloop.config import load_settings
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)
+
+
 def run_server(settings: Settings) -> None:
     import uvicorn
 

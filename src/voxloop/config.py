@@ -83,7 +83,10 @@ class TurnSettings(BaseModel):
     min_speech_s: float = Field(0.15, ge=0.0, le=2.0, description="shortest speech that counts")
     barge_in: bool = Field(True, description="let the user interrupt the agent by talking")
     barge_in_min_speech_s: float = Field(
-        0.2, ge=0.0, le=3.0, description="speech needed to interrupt the agent"
+        0.15,
+        ge=0.0,
+        le=3.0,
+        description="speech over the agent that stops its audio (see turns.interruption)",
     )
     interruption: Literal["words", "vad"] = Field(
         "words",

@@ -176,6 +176,7 @@ class Conversation:
 
     async def refresh(self) -> None:
         """Pick up context another worker wrote (PUT .../context) since we loaded."""
+        await self.writer.flush()  # our own changes land first: never read them back stale
         try:
             fresh = await self.store.load(self.session_id)
         except Exception as exc:  # the store is down: go on with what we have

@@ -20,7 +20,7 @@ import numpy as np
 from voxloop.audio import StreamResampler
 from voxloop.clock import Clock
 from voxloop.providers.base import STTProvider, Transcript, VADFrame, VADProvider
-from voxloop.turns import TurnConfig, TurnDetector, TurnEventKind
+from voxloop.turns import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
 from voxloop.turntaking import EchoGate
 
 log = logging.getLogger("voxloop.listener")
@@ -163,27 +163,30 @@ class Listener:
                 self.echo_frames += 1
                 frame = VADFrame(frame.start_s, frame.duration_s, frame.probability, False)
             event = self.detector.push(frame)
+            if event is not None:
+                await self._report(event, handle)
+            # After the event: the utterance a SPEECH_STARTED opens is there to see.
             if self.detector.state != "silence" and frame.is_speech:
                 await handle(Heard.SPEECH, self.utterance)
-            if event is None:
-                continue
-            utt = self.utterance
-            if event.kind is TurnEventKind.SPEECH_STARTED:
-                await handle(Heard.STARTED, utt)
-            elif utt is None:
-                continue  # speech the session chose to ignore
-            elif event.kind is TurnEventKind.SPEECH_PAUSED:
-                utt.speech_end_at = self.clock_at(event.speech_end_s or 0.0)
-                await handle(Heard.PAUSED, utt)
-            elif event.kind is TurnEventKind.SPEECH_RESUMED:
-                utt.speech_end_at = None
-                await handle(Heard.RESUMED, utt)
-            else:
-                self.utterance = None
-                utt.speech_end_at = self.clock_at(event.speech_end_s or 0.0)
-                utt.ended_at = self.clock.now()
-                utt.stream.close()
-                await handle(Heard.ENDED, utt)
+
+    async def _report(self, event: TurnEvent, handle: Handler) -> None:
+        utt = self.utterance
+        if event.kind is TurnEventKind.SPEECH_STARTED:
+            await handle(Heard.STARTED, utt)
+        elif utt is None:
+            return  # speech the session chose to ignore
+        elif event.kind is TurnEventKind.SPEECH_PAUSED:
+            utt.speech_end_at = self.clock_at(event.speech_end_s or 0.0)
+            await handle(Heard.PAUSED, utt)
+        elif event.kind is TurnEventKind.SPEECH_RESUMED:
+            utt.speech_end_at = None
+            await handle(Heard.RESUMED, utt)
+        else:
+            self.utterance = None
+            utt.speech_end_at = self.clock_at(event.speech_end_s or 0.0)
+            utt.ended_at = self.clock.now()
+            utt.stream.close()
+            await handle(Heard.ENDED, utt)
 
     def _is_echo(self, frame: VADFrame) -> bool:
         """Is this speech frame just the agent's own voice coming back?"""
