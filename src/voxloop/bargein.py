@@ -45,6 +45,7 @@ CUES = frozenset(
     "stop wait no nope hold hang pause sorry excuse hey actually listen cancel quiet enough".split()
 )
 FOREIGN_NEEDED = 3  # foreign words that make an interruption without a cue
+POLL_S = 0.02  # how often the judge looks whether enough speech has come in
 RECENT_S = 2.0  # while a dismissed overlap goes on, only its latest audio is checked
 
 
@@ -123,12 +124,17 @@ async def judge_overlap(
     timeout_s: float,
     still_talking: Callable[[], bool],
     undecided: Callable[[], bool],
+    speech_s: Callable[[], float],
+    first_after_s: float,
 ) -> tuple[Verdict, str] | None:
-    """While the agent is paused for the user's speech, transcribe it at once and then
-    every `check_s` until the words decide: an interruption or the agent's echo at once; a
-    backchannel or nothing once the user stops talking (or after `timeout_s`). None if the
-    question went away meanwhile (the reply ended, or another path decided)."""
+    """While the agent is paused for the user's speech, transcribe it once `first_after_s`
+    of speech is in (or the user stopped: "Stop."), then every `check_s`, until the words
+    decide: an interruption or the agent's echo at once; a backchannel or nothing once the
+    user stops talking (or after `timeout_s`). None if the question went away meanwhile
+    (the reply ended, or another path decided)."""
     started = clock.now()
+    while still_talking() and speech_s() < first_after_s and clock.now() - started < timeout_s:
+        await clock.sleep(POLL_S)
     while True:
         if reply.done or not undecided():
             return None

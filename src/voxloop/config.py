@@ -94,6 +94,14 @@ class TurnSettings(BaseModel):
         "stops only for a word that is neither a backchannel nor its own echo (otherwise "
         "it resumes); vad: any speech stops it",
     )
+    interruption_words_after_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=3.0,
+        description="speech heard over the agent before its words are first checked "
+        "(sooner if the user stops); 0: at once. More misreads less, but the agent stays "
+        "paused longer for a backchannel and a real interruption is cancelled later",
+    )
     interruption_check_s: float = Field(
         0.25, ge=0.05, le=2.0, description="how often paused-for speech is transcribed"
     )

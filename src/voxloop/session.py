@@ -327,6 +327,8 @@ class Session:
                     self.listener.utterance is utt and self.listener.detector.talking
                 ),
                 undecided=lambda: utt.overlap == "pending",
+                speech_s=lambda: self.listener.detector.current_speech_s,
+                first_after_s=turns.interruption_words_after_s,
             )
         except Exception as exc:  # no words to go by: carry on speaking
             log.warning("overlap check failed: %r", exc, extra={"session_id": self.session_id})
