@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from voxloop.audio import StreamResampler, pcm16_to_float
-from voxloop.bargein import judge_overlap, overlap_verdict, watch_overlap
 from voxloop.conversation import Canned, Conversation
 from voxloop.listener import Heard, Listener, Utterance
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
+from voxloop.overlap import Overlaps
 from voxloop.pipeline import Reply, ReplyConfig
 from voxloop.providers.base import LLMProvider, Transcript, transcribe_all
 from voxloop.services import Services
@@ -45,7 +45,7 @@ class Session:
         self.state: Conversation | None = None
         self.turn_counter = 0
         self.reply: Reply | None = None
-        self._last_reply: Reply | None = None  # what the agent said last, for echo checks
+        self.overlaps = Overlaps(self)  # speech over the agent: pause, judge, go on or stop
         self._spec: Speculation | None = None
         self._tasks: set[asyncio.Task] = set()
         self._not_started_reported = False
@@ -113,24 +113,24 @@ class Session:
         if isinstance(msg, p.Start):
             await self._start(msg)
         elif isinstance(msg, p.Ping):
-            self.outbox.control(self._event("pong", t=msg.t))
+            self.outbox.control(self.event("pong", t=msg.t))
         elif self.state is None:
             self.error("not_started", f"{msg.type!r} before 'start'; send a start message first")
         elif isinstance(msg, p.Stop):
             await self._stop()
         elif isinstance(msg, p.Reset):
-            await self._interrupt("reset")
+            await self.interrupt("reset")
             await self._drop_speculation()
             await self.listener.drop_utterance()
             self.state.reset()
             self._set_status("listening" if self.started else "idle")
         elif isinstance(msg, p.Interrupt):
-            await self._interrupt("interrupt")
-            self.outbox.control(self._event("interrupt_acknowledged"))
+            await self.interrupt("interrupt")
+            self.outbox.control(self.event("interrupt_acknowledged"))
         elif isinstance(msg, p.Configure):
             self._configure(msg)
         elif isinstance(msg, p.Text):
-            await self._interrupt("text")
+            await self.interrupt("text")
             self.turn_counter += 1
             turn_id = self.turn_counter
             await self._refresh_context()
@@ -145,7 +145,7 @@ class Session:
     def error(self, code: str, message: str, turn_id: int | None = None) -> None:
         log.warning("client error %s: %s", code, message, extra={"session_id": self.session_id})
         self.services.metrics.error(code)
-        self.outbox.control(self._event("error", turn_id, code=code, message=message))
+        self.outbox.control(self.event("error", turn_id, code=code, message=message))
 
     # -- start / stop ---------------------------------------------------------------------
 
@@ -166,9 +166,9 @@ class Session:
         self.turn_counter = max(self.turn_counter, self.state.last_turn_id)
         self._not_started_reported = False
         self.listener.start(msg.sample_rate)
-        self._spawn(self.listener.run(self._on_heard), "vad")
+        self.spawn(self.listener.run(self._on_heard), "vad")
         self.outbox.control(
-            self._event(
+            self.event(
                 "session",
                 input=p.audio_format(msg.sample_rate),
                 output=p.audio_format(svc.tts.sample_rate),
@@ -214,7 +214,7 @@ class Session:
             self.listener.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
         if msg.barge_in is not None:
             self.barge_in = msg.barge_in
-        self.outbox.control(self._event("configured", **self.options()))
+        self.outbox.control(self.event("configured", **self.options()))
 
     def options(self) -> dict[str, Any]:
         """The live session's adjustable settings, as `configured` reports them."""
@@ -238,12 +238,12 @@ class Session:
             self.error("unknown_voice", f"unknown voice {voice!r}; available: {choices}")
 
     async def _stop(self, acknowledge: bool = True) -> None:
-        await self._interrupt("stop")
+        await self.interrupt("stop")
         await self._drop_speculation()
         await self.listener.drop_utterance()
         self.listener.stop()
         if acknowledge:
-            self.outbox.control(self._event("stop_acknowledged"))
+            self.outbox.control(self.event("stop_acknowledged"))
             self._set_status("idle")
 
     async def close(self) -> None:
@@ -273,7 +273,7 @@ class Session:
 
     async def _on_heard(self, heard: Heard, utt: Utterance | None) -> None:
         if heard is Heard.SPEECH:
-            await self._speech_over_reply(utt)
+            await self.overlaps.speech(utt)
         elif heard is Heard.STARTED:
             if self.state is not None:
                 self.state.cancel_summary()  # the LLM is needed for an answer now
@@ -289,105 +289,11 @@ class Session:
             await self._drop_speculation()
         elif heard is Heard.ENDED and utt is not None:
             self._wait_normally()
-            self._spawn(self._finish_utterance(utt), "turn-end")
-
-    async def _speech_over_reply(self, utt: Utterance | None) -> None:
-        """The user is talking while a reply is active: stop it, or pause it until the
-        words say whether this is an interruption (bargein.py)."""
-        reply, turns = self.reply, self.services.settings.turns
-        if (
-            reply is None
-            or reply.done
-            or not self.barge_in
-            or self.listener.speech_s < turns.barge_in_min_speech_s
-            or (utt is not None and utt.overlap)
-        ):
-            return
-        if turns.interruption == "vad" or utt is None or not reply.audio_started:
-            await self._interrupt("barge_in")
-        elif reply.pause():
-            log.debug(
-                "paused for speech over the reply",
-                extra={"session_id": self.session_id, "turn_id": reply.turn_id},
-            )
-            utt.overlap = "pending"
-            self._spawn(self._judge_overlap(reply, utt), "overlap")
-
-    async def _judge_overlap(self, reply: Reply, utt: Utterance) -> None:
-        turns = self.services.settings.turns
-        try:
-            result = await judge_overlap(
-                reply,
-                utt.samples,
-                stt=self.services.stt,
-                clock=self.clock,
-                check_s=turns.interruption_check_s,
-                timeout_s=turns.false_interruption_timeout_s,
-                still_talking=lambda: (
-                    self.listener.utterance is utt and self.listener.detector.talking
-                ),
-                undecided=lambda: utt.overlap == "pending",
-                speech_s=lambda: self.listener.detector.current_speech_s,
-                first_after_s=turns.interruption_words_after_s,
-            )
-        except Exception as exc:  # no words to go by: carry on speaking
-            log.warning("overlap check failed: %r", exc, extra={"session_id": self.session_id})
-            result = ("empty", "")
-        if result is not None and utt.overlap == "pending":
-            await self._settle_overlap(utt, *result)
-
-    async def _settle_overlap(self, utt: Utterance, verdict: str, text: str) -> None:
-        """Act on what speech over the agent turned out to be."""
-        log.debug(
-            "speech over the reply: %s",
-            verdict,
-            extra={"session_id": self.session_id, "turn_id": utt.turn_id, "text": text},
-        )
-        if verdict == "interrupt":
-            utt.overlap = "interrupt"
-            await self._interrupt("barge_in")
-            return
-        utt.overlap = "dismissed"
-        if self.reply is not None:
-            self.reply.resume()
-            if self.listener.utterance is utt:
-                self._spawn(self._watch_overlap(self.reply, utt), "overlap")
-        self.services.metrics.count(f"false_interruptions.{verdict}")
-        self.outbox.data(self._event("false_interruption", utt.turn_id, verdict=verdict, text=text))
-
-    async def _watch_overlap(self, reply: Reply, utt: Utterance) -> None:
-        """The speech went on after it was let go: an interruption may follow the echo."""
-        try:
-            text = await watch_overlap(
-                reply,
-                utt.samples,
-                stt=self.services.stt,
-                clock=self.clock,
-                every_s=2 * self.services.settings.turns.interruption_check_s,
-                still_on=lambda: utt.overlap == "dismissed" and self.listener.utterance is utt,
-                still_talking=lambda: self.listener.detector.talking,
-            )
-        except Exception as exc:  # the end of the utterance still gets its final check
-            log.warning("overlap watch failed: %r", exc, extra={"session_id": self.session_id})
-            return
-        if text is not None and utt.overlap == "dismissed":
-            await self._settle_overlap(utt, "interrupt", text)
-
-    def _agent_text(self) -> str:
-        reply = self.reply or self._last_reply
-        return " ".join(reply.sentences) if reply is not None else ""
+            self.spawn(self._finish_utterance(utt), "turn-end")
 
     def _on_partial(self, turn_id: int, text: str) -> None:
-        self.outbox.data(self._event("partial_transcript", turn_id, text=text))
-        utt = self.listener.utterance
-        if (
-            utt is not None
-            and utt.turn_id == turn_id
-            and utt.overlap in ("pending", "dismissed")
-            and self.reply is not None
-            and overlap_verdict(text, self._agent_text(), cut=(False, True)) == "interrupt"
-        ):
-            self._spawn(self._settle_overlap(utt, "interrupt", text), "overlap")
+        self.outbox.data(self.event("partial_transcript", turn_id, text=text))
+        self.overlaps.partial(turn_id, text)
 
     def _wait_normally(self) -> None:
         """Undo a longer wait for an unfinished-sounding pause."""
@@ -409,7 +315,7 @@ class Session:
             return
         await self._drop_speculation()
         spec = Speculation(utt, HeldOutbox(self.outbox))
-        spec.task = self._spawn(self._run_speculation(spec, utt.samples()), "speculation")
+        spec.task = self.spawn(self._run_speculation(spec, utt.samples()), "speculation")
         self._spec = spec
 
     async def _run_speculation(self, spec: Speculation, audio: np.ndarray) -> None:
@@ -474,17 +380,12 @@ class Session:
             final = await self._transcribe_safely(utt)
         metrics.stt_final_ms = (self.clock.now() - ended_at) * 1000
         text = final.text.strip() if final else ""
-        if utt.overlap in ("pending", "dismissed"):
-            verdict = overlap_verdict(text, self._agent_text())
-            if verdict != "interrupt":  # a backchannel or echo is not a turn
-                if utt.overlap == "pending":
-                    await self._settle_overlap(utt, verdict, text)
-                return
-            await self._settle_overlap(utt, "interrupt", text)
-        self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
+        if not await self.overlaps.is_turn(utt, text):
+            return  # a backchannel or the agent's echo: no answer of its own
+        self.outbox.data(self.event("final_transcript", utt.turn_id, text=text))
         if not text:
             return  # noise or an empty utterance: nothing to answer
-        await self._interrupt("new_turn")
+        await self.interrupt("new_turn")
         await self._refresh_context()
         self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
 
@@ -505,15 +406,15 @@ class Session:
         text = spec.transcript.text.strip() if spec.transcript else ""
         ready_at = spec.transcript_at or self.clock.now()
         metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
-        self.outbox.data(self._event("final_transcript", utt.turn_id, text=text))
+        self.outbox.data(self.event("final_transcript", utt.turn_id, text=text))
         if spec.reply is None:  # nothing heard, or it sounded unfinished: answer it now
             await spec.discard()
             if text:
-                await self._interrupt("new_turn")
+                await self.interrupt("new_turn")
                 await self._refresh_context()
                 self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
             return True
-        await self._interrupt("new_turn")
+        await self.interrupt("new_turn")
         reply = spec.reply
         reply.metrics.vad_end_of_turn_ms = metrics.vad_end_of_turn_ms
         reply.metrics.stt_final_ms = metrics.stt_final_ms
@@ -592,11 +493,11 @@ class Session:
     def _reply_done(self, reply: Reply) -> None:
         if reply.speculative:
             return  # not adopted (yet): it never happened as far as anyone can tell
-        self._last_reply = reply
+        self.overlaps.last_reply = reply
         self.services.metrics.record_turn(reply.metrics)
         figures = reply.metrics.as_dict()
         del figures["session_id"], figures["turn_id"]
-        event = self._event("metrics", reply.turn_id, **figures)
+        event = self.event("metrics", reply.turn_id, **figures)
         if self.state is not None and reply.record is not None:
             # `metrics` closes the turn for the client: send it once the turn is stored.
             self.state.turn_done(reply.record, then=lambda: self.outbox.data(event))
@@ -623,24 +524,24 @@ class Session:
         """New live context from the REST API: the next LLM call uses it."""
         if self.state is not None:
             self.state.set_context(instructions=instructions, facts=facts, persona=persona)
-            self.outbox.data(self._event("context_updated", **self.state.context()))
+            self.outbox.data(self.event("context_updated", **self.state.context()))
 
-    async def _interrupt(self, reason: str) -> None:
+    async def interrupt(self, reason: str) -> None:
         reply, self.reply = self.reply, None
-        self._last_reply = reply or self._last_reply
+        self.overlaps.last_reply = reply or self.overlaps.last_reply
         if reply is not None and not reply.done:
             await reply.interrupt(reason)
             self._set_status("listening" if self.started else "idle")
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _event(self, type_: str, turn_id: int | None = None, **fields: Any) -> dict[str, Any]:
+    def event(self, type_: str, turn_id: int | None = None, **fields: Any) -> dict[str, Any]:
         return p.event(type_, self.session_id, turn_id, **fields)
 
     def _set_status(self, status: str) -> None:
-        self.outbox.control(self._event("status", status=status))
+        self.outbox.control(self.event("status", status=status))
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
+    def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=f"{name}-{self.session_id}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
