@@ -265,7 +265,14 @@ async def test_llm_failure_reports_an_error_and_listens_again():
     errors = d.events("error")
     assert errors and errors[0]["code"] == "reply_failed"
     assert "model crashed" in errors[0]["message"]
+    # Nothing had been said, so the agent says sorry (through the TTS), then listens.
+    assert d.session.status == "speaking"
+    await d.run_for(6.0)
     assert d.session.status == "listening"
+    apology = d.session.services.settings.session.apology
+    assert d.session.services.tts.texts == [apology]
+    assert d.audio_bytes(1) > 0
+    assert d.session.state.history.turns[-1].assistant == apology
     # The session still works afterwards.
     d.session.services.llm = FakeLLM(["Recovered."])
     await d.session.handle(Text(content="again"))

@@ -66,6 +66,18 @@ class LLMSettings(BaseModel):
         "sentences. Never use markdown, lists or code."
     )
     api_key: SecretStr | None = Field(None, description="for cloud adapters; never logged")
+    base_url: str = Field(
+        "https://api.openai.com/v1", description="provider 'openai': any compatible endpoint"
+    )
+    model: str = Field("gpt-4o-mini", description="provider 'openai': the model name")
+    timeout_s: float = Field(
+        8.0, gt=0, le=120, description="remote LLMs: longest wait for the first/next token"
+    )
+    retries: int = Field(2, ge=0, le=10, description="remote LLMs: retries on 429/5xx/resets")
+    fallback: list[str] = Field(
+        default_factory=list,
+        description='providers tried in order when the main one fails, e.g. ["llama"]',
+    )
 
 
 class TTSSettings(BaseModel):
@@ -163,6 +175,10 @@ class SessionSettings(BaseModel):
         description="history the LLM sees, in (estimated) tokens; older turns are summarized",
     )
     summarize: bool = Field(True, description="summarize turns that leave the memory window")
+    apology: str = Field(
+        "Sorry, something went wrong on my side. Could you say that again?",
+        description='said when a turn fails before any answer ("" to stay silent)',
+    )
 
 
 class PersonaSettings(BaseModel):

@@ -33,3 +33,29 @@ class ModelFileError(ProviderError):
 
 class AudioError(VoxloopError):
     code = "bad_audio"
+
+
+class ProviderCallError(ProviderError):
+    """A call to a (remote) provider failed. `retryable`: worth trying again (429, 5xx,
+    a dropped connection, a timeout); never for other 4xx answers."""
+
+    code = "provider_call_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class CircuitOpenError(ProviderError):
+    """The provider failed repeatedly; it is skipped until its cool-down ends."""
+
+    code = "circuit_open"

@@ -46,6 +46,7 @@ class ReplyConfig:
     max_tokens: int | None = None
     # The naive baseline: the whole LLM answer, then the whole TTS audio, then playback.
     sequential: bool = False
+    apology: str | None = None  # said when the reply fails before any audio
 
 
 @dataclass
@@ -279,7 +280,6 @@ class Reply:
             log.exception("reply failed", extra={"session_id": self.session_id})
             if self._finished:
                 return
-            self._finished = True
             await self._cancel_tasks()
             self.outbox.drop_turn(self.turn_id)
             if self.audio_started:
@@ -287,7 +287,30 @@ class Reply:
                     event("tts_stop", self.session_id, self.turn_id, reason="error")
                 )
             self._error("reply_failed", f"the reply failed: {type(exc).__name__}: {exc}")
+            if not self.audio_started and self.config.apology:
+                await self._apologize(self.config.apology)
+            if self._finished:  # interrupted while apologizing
+                return
+            self._finished = True
             self._finish(self.heard_text())
+
+    async def _apologize(self, text: str) -> None:
+        """The turn failed before a word was said: say so briefly instead of going quiet.
+        It plays like any sentence (and can be interrupted like one)."""
+        try:
+            index = len(self.sentences)
+            self.sentences.append(text)
+            chunks: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
+            queue: asyncio.Queue = asyncio.Queue()
+            queue.put_nowait((index, chunks))
+            queue.put_nowait(None)
+            await self._synthesize(index, text, chunks, asyncio.Semaphore(1))
+            await self._play(queue)
+            if self.audio_started:
+                self.outbox.data(event("tts_end", self.session_id, self.turn_id))
+                await self.clock.sleep(self._play_end - self.clock.now())
+        except Exception:  # even the apology failed: the error event has said it all
+            log.exception("apology failed", extra={"session_id": self.session_id})
 
     async def _produce(self) -> None:
         sid, tid = self.session_id, self.turn_id

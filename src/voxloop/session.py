@@ -248,7 +248,6 @@ class Session:
 
     async def close(self) -> None:
         """The connection is gone: cancel everything, leave no task behind."""
-        self.services.live_sessions.discard(self)
         self.outbox.close()
         try:
             if self.reply is not None:
@@ -262,8 +261,11 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self.state is not None:
-                await self.state.close()  # the last turn's write finishes before we go
+            try:
+                if self.state is not None:
+                    await self.state.close()  # the last turn's write finishes before we go
+            finally:
+                self.services.live_sessions.discard(self)  # only now is it really gone
 
     # -- audio → VAD → turns → STT --------------------------------------------------------
 
@@ -470,6 +472,7 @@ class Session:
             synth_ahead=settings.session.synth_ahead,
             early_first_clause=settings.session.early_first_clause and not self.sequential,
             sequential=self.sequential,
+            apology=settings.session.apology or None,
         )
         return Reply(
             session_id=self.session_id,

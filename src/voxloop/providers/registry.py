@@ -42,6 +42,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     },
     "llm": {
         "llama": Entry("voxloop.providers.local.llama_llm:LlamaLLM", "local"),
+        "openai": Entry("voxloop.providers.cloud.openai_llm:OpenAICompatibleLLM", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeLLM"),
     },
     "tts": {
@@ -115,15 +116,27 @@ class ProviderPool:
         self.registry = registry or Registry()
         self._loaded: dict[tuple[Stage, str], Loaded] = {}
         self._lock = threading.Lock()
+        self._chain: Provider | None = None
 
     def name_for(self, stage: Stage) -> str:
         return getattr(self.settings, stage).provider
 
     def get(self, stage: Stage) -> Provider:
-        return self.load(stage).provider
+        """The stage's provider; for the LLM with `llm.fallback` set, the whole chain."""
+        primary = self.load(stage).provider
+        if stage != "llm" or not self.settings.llm.fallback:
+            return primary
+        if self._chain is None:
+            from voxloop.providers.resilience import FallbackLLM
+
+            others = [self._load("llm", name).provider for name in self.settings.llm.fallback]
+            self._chain = FallbackLLM([primary, *others])  # type: ignore[list-item]
+        return self._chain
 
     def load(self, stage: Stage) -> Loaded:
-        name = self.name_for(stage)
+        return self._load(stage, self.name_for(stage))
+
+    def _load(self, stage: Stage, name: str) -> Loaded:
         key = (stage, name)
         with self._lock:
             if key not in self._loaded:

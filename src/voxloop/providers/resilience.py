@@ -1,0 +1,181 @@
+"""Calling providers that can fail: timeouts, retries with backoff, a circuit breaker, and
+a fallback chain.
+
+Streams are special: once the first token (or audio chunk) has been passed on, a failure
+cannot be retried or handed to the next provider without saying things twice, so all of
+this applies *until the first item*; after that an error ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from voxloop.clock import Clock, RealClock
+from voxloop.errors import CircuitOpenError, ProviderCallError
+from voxloop.providers.base import LLMProvider, Message, ProviderInfo
+
+T = TypeVar("T")
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 3  # calls in all, the first included
+    base_s: float = 0.2
+    cap_s: float = 2.0
+    first_item_timeout_s: float = 10.0  # request → first token
+    idle_timeout_s: float = 10.0  # between tokens
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, error: ProviderCallError) -> float:
+        """Full jitter: uniform in [0, min(cap, base·2^attempt)]; a server's Retry-After
+        wins when it asks for longer (capped, so one provider cannot stall a turn)."""
+        jitter = self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+        if error.retry_after_s is not None:
+            return max(jitter, min(error.retry_after_s, self.cap_s))
+        return jitter
+
+
+class CircuitBreaker:
+    """After `threshold` failures in a row the provider is skipped (open) for
+    `cooldown_s`; then one call may try it (half-open): success closes the circuit."""
+
+    def __init__(self, threshold: int = 3, cooldown_s: float = 30.0, clock: Clock | None = None):
+        self.threshold, self.cooldown_s = threshold, cooldown_s
+        self.clock = clock or RealClock()
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock.now() - self.opened_at >= self.cooldown_s else "open"
+
+    def check(self, name: str) -> None:
+        if self.state == "open":
+            raise CircuitOpenError(
+                f"{name} failed {self.failures} times in a row; skipped for "
+                f"{self.cooldown_s - (self.clock.now() - (self.opened_at or 0)):.0f} s more"
+            )
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold or self.state == "half-open":
+            self.opened_at = self.clock.now()
+
+
+async def resilient_stream(
+    make: Callable[[], AsyncIterator[T]],
+    *,
+    name: str,
+    policy: RetryPolicy,
+    breaker: CircuitBreaker | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[T]:
+    """Items of `make()`, retried on retryable errors until the first item arrives, with a
+    timeout for the first item and between items."""
+    clock = clock or RealClock()
+    for attempt in range(policy.attempts):
+        if breaker is not None:
+            breaker.check(name)
+        stream = make()
+        started = False
+        try:
+            while True:
+                timeout = policy.idle_timeout_s if started else policy.first_item_timeout_s
+                try:
+                    item = await asyncio.wait_for(anext(stream), timeout)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    where = "between tokens" if started else "before the first token"
+                    raise ProviderCallError(
+                        f"{name}: no answer within {timeout:.1f} s {where}", retryable=True
+                    ) from None
+                if not started and breaker is not None:
+                    breaker.success()
+                started = True
+                yield item
+            if breaker is not None and not started:
+                breaker.success()
+            return
+        except ProviderCallError as exc:
+            if breaker is not None:
+                breaker.failure()
+            if started or not exc.retryable or attempt + 1 >= policy.attempts:
+                raise
+            await clock.sleep(policy.delay(attempt, exc))
+        finally:
+            await stream.aclose()
+
+
+class FallbackLLM(LLMProvider):
+    """Tries its providers in order; the first that starts answering wins. A provider that
+    fails before its first token (or whose circuit is open) hands over to the next."""
+
+    name = "fallback"
+
+    def __init__(
+        self,
+        providers: Sequence[LLMProvider],
+        breakers: Sequence[CircuitBreaker] | None = None,
+    ) -> None:
+        if not providers:
+            raise ValueError("a fallback chain needs at least one provider")
+        self.providers = list(providers)
+        self.breakers = list(breakers) if breakers else [CircuitBreaker() for _ in providers]
+        self.capabilities = self.providers[0].capabilities
+
+    def info(self) -> ProviderInfo:
+        chain = " → ".join(p.info().model for p in self.providers)
+        return ProviderInfo(self.name, chain)
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        errors: list[str] = []
+        for provider, breaker in zip(self.providers, self.breakers, strict=True):
+            if breaker.state == "open":
+                errors.append(f"{provider.name}: skipped (circuit open)")
+                continue
+            stream = provider.generate(messages, max_tokens=max_tokens, temperature=temperature)
+            started = False
+            try:
+                async for delta in stream:
+                    if not started:
+                        breaker.success()
+                    started = True
+                    yield delta
+                if not started:
+                    breaker.success()
+                return
+            except Exception as exc:
+                if started:
+                    raise  # half an answer was spoken: the next provider cannot continue it
+                breaker.failure()
+                errors.append(f"{provider.name}: {exc}")
+            finally:
+                await stream.aclose()
+        raise ProviderCallError("every LLM failed: " + "; ".join(errors), retryable=False)
+
+    async def warmup(self) -> None:
+        for provider in self.providers:
+            # A remote provider may be down at start; the chain copes.
+            with contextlib.suppress(Exception):
+                await provider.warmup()
+
+    def close(self) -> None:
+        for provider in self.providers:
+            provider.close()
