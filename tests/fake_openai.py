@@ -1,6 +1,8 @@
-"""A local server that speaks the OpenAI chat-completions streaming wire format (SSE), with
-scripted misbehaviour: 429 with Retry-After, 500, 400, a slow first byte, a connection
-dropped mid-stream, a malformed chunk. Each request takes the next mode from `script`."""
+"""A local server that speaks two vendors' streaming wire formats (SSE): OpenAI chat
+completions (`/v1/chat/completions`) and Anthropic Messages (`/v1/messages`), with scripted
+misbehaviour: 429 with Retry-After, 500 (529 for Anthropic), 400, a slow first byte, a
+connection dropped mid-stream, a malformed chunk, an error event inside the stream. Each
+request takes the next mode from `script`."""
 
 from __future__ import annotations
 
@@ -64,11 +66,75 @@ class FakeOpenAI:
         yield 'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
         yield "data: [DONE]\n\n"
 
+    async def messages(self, request: Request):
+        """Anthropic Messages, streamed."""
+        self.requests.append(await request.json())
+        self.headers.append(dict(request.headers))
+        mode = self.script.pop(0) if self.script else "ok"
+        if mode in ("429", "529", "400"):
+            kind = {
+                "429": "rate_limit_error",
+                "529": "overloaded_error",
+                "400": "invalid_request_error",
+            }
+            return JSONResponse(
+                {"type": "error", "error": {"type": kind[mode], "message": f"error {mode}"}},
+                status_code=int(mode),
+                headers={"Retry-After": "0.05"} if mode == "429" else {},
+            )
+        return StreamingResponse(self._anthropic_events(mode), media_type="text/event-stream")
+
+    async def _anthropic_events(self, mode: str):
+        def sse(kind: str, data: dict) -> str:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+        if mode == "slow":
+            await asyncio.sleep(self.slow_s)
+        message = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "claude-test",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 1},
+        }
+        yield sse("message_start", {"message": message})
+        yield sse(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        )
+        yield sse("ping", {})
+        for i, word in enumerate(self.answer.split(" ")):
+            text = word if i == 0 else " " + word
+            yield sse(
+                "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}
+            )
+            if mode == "drop" and i == 1:
+                raise RuntimeError("connection dropped on purpose")
+            if mode == "error_event" and i == 1:
+                yield sse("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+                return
+        yield sse("content_block_stop", {"index": 0})
+        yield sse(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 9},
+            },
+        )
+        yield sse("message_stop", {})
+
 
 @contextmanager
 def fake_openai_server() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", fake.completions, methods=["POST"]),
+            Route("/v1/messages", fake.messages, methods=["POST"]),
+        ]
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

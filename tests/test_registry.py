@@ -62,7 +62,7 @@ def test_registry_imports_nothing_heavy_until_asked():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    assert Registry().names("llm") == ["fake", "llama", "openai"]
+    assert Registry().names("llm") == ["anthropic", "fake", "llama", "openai"]
 
 
 def test_pool_builds_each_provider_once():

@@ -66,10 +66,14 @@ class LLMSettings(BaseModel):
         "sentences. Never use markdown, lists or code."
     )
     api_key: SecretStr | None = Field(None, description="for cloud adapters; never logged")
-    base_url: str = Field(
-        "https://api.openai.com/v1", description="provider 'openai': any compatible endpoint"
+    base_url: str | None = Field(
+        None,
+        description="remote LLMs: the endpoint (openai: any compatible one; default: the "
+        "vendor's own)",
     )
-    model: str = Field("gpt-4o-mini", description="provider 'openai': the model name")
+    model: str | None = Field(
+        None, description="remote LLMs: the model (default: gpt-4o-mini / claude-haiku-4-5)"
+    )
     timeout_s: float = Field(
         8.0, gt=0, le=120, description="remote LLMs: longest wait for the first/next token"
     )

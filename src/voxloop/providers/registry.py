@@ -43,6 +43,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     "llm": {
         "llama": Entry("voxloop.providers.local.llama_llm:LlamaLLM", "local"),
         "openai": Entry("voxloop.providers.cloud.openai_llm:OpenAICompatibleLLM", "cloud"),
+        "anthropic": Entry("voxloop.providers.cloud.anthropic_llm:AnthropicLLM", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeLLM"),
     },
     "tts": {

@@ -56,8 +56,8 @@ class OpenAICompatibleLLM(LLMProvider):
         s = settings.llm
         key = s.api_key.get_secret_value() if s.api_key is not None else None
         return cls(
-            base_url=s.base_url,
-            model=s.model,
+            base_url=s.base_url or "https://api.openai.com/v1",
+            model=s.model or "gpt-4o-mini",
             api_key=key,
             max_tokens=s.max_tokens,
             temperature=s.temperature,

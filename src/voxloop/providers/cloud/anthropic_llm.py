@@ -1,0 +1,149 @@
+"""Anthropic's Messages API through the official `anthropic` SDK, streamed.
+
+The SDK's own retries are off: `resilience.py` retries (429, 529 and other 5xx,
+connection errors; never other 4xx), times out and trips the breaker the same way for
+every remote provider. The key goes to the SDK and is never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Self
+
+from voxloop.clock import Clock, RealClock
+from voxloop.config import Settings
+from voxloop.errors import MissingDependencyError, ProviderCallError
+from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
+from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
+
+
+def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
+    """Our messages as (system, turns): the API takes the system prompt apart and wants
+    turns that alternate and start with the user (a greeting may have come first)."""
+    system = "\n".join(m.content for m in messages if m.role == "system")
+    turns: list[dict[str, str]] = []
+    for m in messages:
+        if m.role == "system" or not m.content:
+            continue
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += "\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": m.content})
+    if turns and turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": "(The conversation begins.)"})
+    return system, turns
+
+
+class AnthropicLLM(LLMProvider):
+    name = "anthropic"
+    capabilities = Capabilities(local=False)
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.3,
+        policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        try:
+            import anthropic
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "the Anthropic LLM needs the anthropic package: pip install 'voxloop[cloud]'"
+            ) from exc
+        self._sdk = anthropic
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key or "missing-key", base_url=base_url, max_retries=0
+        )
+        self.model, self.max_tokens, self.temperature = model, max_tokens, temperature
+        self.policy = policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self.clock = clock or RealClock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        s = settings.llm
+        key = s.api_key.get_secret_value() if s.api_key is not None else None
+        return cls(
+            model=s.model or "claude-haiku-4-5",
+            api_key=key,
+            base_url=s.base_url,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            policy=RetryPolicy(
+                attempts=s.retries + 1, first_item_timeout_s=s.timeout_s, idle_timeout_s=s.timeout_s
+            ),
+        )
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, self.model, source=str(self._client.base_url))
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        system, turns = to_anthropic(messages)
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens or self.max_tokens,
+            "messages": turns,
+            "stream": True,
+        }
+        # No temperature: current Anthropic models and SDKs no longer take one.
+        if system:
+            request["system"] = system
+        return resilient_stream(
+            lambda: self._stream(request),
+            name=f"Anthropic at {self._client.base_url}",
+            policy=self.policy,
+            breaker=self.breaker,
+            clock=self.clock,
+        )
+
+    async def _stream(self, request: dict[str, Any]) -> AsyncIterator[str]:
+        sdk = self._sdk
+        try:
+            stream = await self._client.messages.create(**request)
+            async with stream:
+                async for event in stream:
+                    if event.type != "content_block_delta":
+                        continue  # message_start, ping, content_block_stop, message_delta...
+                    if event.delta.type == "text_delta" and event.delta.text:
+                        yield event.delta.text
+        except sdk.APIStatusError as exc:
+            status = exc.status_code
+            retry_after = exc.response.headers.get("retry-after")
+            raise ProviderCallError(
+                f"Anthropic answered {status}: {exc.message}",
+                retryable=status == 429 or status >= 500,
+                status=status,
+                retry_after_s=float(retry_after) if _is_number(retry_after) else None,
+            ) from exc
+        except (sdk.APIConnectionError, sdk.APITimeoutError) as exc:
+            raise ProviderCallError(f"Anthropic connection failed: {exc}", retryable=True) from exc
+        except sdk.APIError as exc:  # e.g. an error event inside the stream ("overloaded")
+            raise ProviderCallError(f"Anthropic stream failed: {exc}", retryable=True) from exc
+        except ValueError as exc:  # a chunk that is not JSON
+            raise ProviderCallError(
+                f"Anthropic sent a malformed stream: {exc}", retryable=False
+            ) from exc
+        except Exception as exc:  # the SDK's HTTP layer: a connection dropped mid-stream...
+            raise ProviderCallError(
+                f"Anthropic stream failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+
+
+def _is_number(value: str | None) -> bool:
+    try:
+        float(value or "")
+    except ValueError:
+        return False
+    return True
