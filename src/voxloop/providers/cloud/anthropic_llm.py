@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
-from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
-from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
+from voxloop.providers.base import Message, ProviderInfo
+from voxloop.providers.cloud.base import RemoteLLM
 
 
 def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
@@ -34,22 +33,13 @@ def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]
     return system, turns
 
 
-class AnthropicLLM(LLMProvider):
+class AnthropicLLM(RemoteLLM):
     name = "anthropic"
-    capabilities = Capabilities(local=False)
 
     def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.3,
-        policy: RetryPolicy | None = None,
-        breaker: CircuitBreaker | None = None,
-        clock: Clock | None = None,
+        self, *, api_key: str | None = None, base_url: str | None = None, **common: Any
     ) -> None:
+        super().__init__(**common)
         try:
             import anthropic
         except ImportError as exc:
@@ -60,53 +50,37 @@ class AnthropicLLM(LLMProvider):
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key or "missing-key", base_url=base_url, max_retries=0
         )
-        self.model, self.max_tokens, self.temperature = model, max_tokens, temperature
-        self.policy = policy or RetryPolicy()
-        self.breaker = breaker or CircuitBreaker(clock=clock)
-        self.clock = clock or RealClock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        s = settings.llm
-        key = s.api_key.get_secret_value() if s.api_key is not None else None
         return cls(
-            model=s.model or "claude-haiku-4-5",
-            api_key=key,
-            base_url=s.base_url,
-            max_tokens=s.max_tokens,
-            temperature=s.temperature,
-            policy=RetryPolicy(
-                attempts=s.retries + 1, first_item_timeout_s=s.timeout_s, idle_timeout_s=s.timeout_s
-            ),
+            model=settings.llm.model or "claude-haiku-4-5",
+            api_key=cls.api_key(settings),
+            base_url=settings.llm.base_url,
+            **cls.common_settings(settings),
         )
 
-    def info(self) -> ProviderInfo:
-        return ProviderInfo(self.name, self.model, source=str(self._client.base_url))
+    @property
+    def endpoint(self) -> str:
+        return str(self._client.base_url)
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str]:
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, self.model, source=self.endpoint)
+
+    def _request(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float
+    ) -> dict[str, Any]:
         system, turns = to_anthropic(messages)
+        # No temperature: current Anthropic models and SDKs no longer take one.
         request: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": max_tokens or self.max_tokens,
+            "max_tokens": max_tokens,
             "messages": turns,
             "stream": True,
         }
-        # No temperature: current Anthropic models and SDKs no longer take one.
         if system:
             request["system"] = system
-        return resilient_stream(
-            lambda: self._stream(request),
-            name=f"Anthropic at {self._client.base_url}",
-            policy=self.policy,
-            breaker=self.breaker,
-            clock=self.clock,
-        )
+        return request
 
     async def _stream(self, request: dict[str, Any]) -> AsyncIterator[str]:
         sdk = self._sdk

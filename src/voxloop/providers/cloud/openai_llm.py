@@ -11,31 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Self
+from typing import Any, Self
 
-from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
-from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
-from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
+from voxloop.providers.base import Message, ProviderInfo
+from voxloop.providers.cloud.base import RemoteLLM
 
 
-class OpenAICompatibleLLM(LLMProvider):
+class OpenAICompatibleLLM(RemoteLLM):
     name = "openai"
-    capabilities = Capabilities(local=False)
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.3,
-        policy: RetryPolicy | None = None,
-        breaker: CircuitBreaker | None = None,
-        clock: Clock | None = None,
-    ) -> None:
+    def __init__(self, *, base_url: str, api_key: str | None = None, **common: Any) -> None:
+        super().__init__(**common)
         try:
             import httpx
         except ImportError as exc:
@@ -43,55 +31,36 @@ class OpenAICompatibleLLM(LLMProvider):
                 "the OpenAI-compatible LLM needs httpx: pip install 'voxloop[cloud]'"
             ) from exc
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.max_tokens, self.temperature = model, max_tokens, temperature
-        self.policy = policy or RetryPolicy()
-        self.breaker = breaker or CircuitBreaker(clock=clock)
-        self.clock = clock or RealClock()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0))
         self._httpx = httpx
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        s = settings.llm
-        key = s.api_key.get_secret_value() if s.api_key is not None else None
         return cls(
-            base_url=s.base_url or "https://api.openai.com/v1",
-            model=s.model or "gpt-4o-mini",
-            api_key=key,
-            max_tokens=s.max_tokens,
-            temperature=s.temperature,
-            policy=RetryPolicy(
-                attempts=s.retries + 1,
-                first_item_timeout_s=s.timeout_s,
-                idle_timeout_s=s.timeout_s,
-            ),
+            base_url=settings.llm.base_url or "https://api.openai.com/v1",
+            model=settings.llm.model or "gpt-4o-mini",
+            api_key=cls.api_key(settings),
+            **cls.common_settings(settings),
         )
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
 
     def info(self) -> ProviderInfo:
         return ProviderInfo(self.name, self.model, source=self.url)
 
-    def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str]:
-        body = {
+    def _request(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float
+    ) -> dict[str, Any]:
+        return {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
-            "max_tokens": max_tokens or self.max_tokens,
-            "temperature": self.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
         }
-        return resilient_stream(
-            lambda: self._stream(body),
-            name=f"LLM at {self.url}",
-            policy=self.policy,
-            breaker=self.breaker,
-            clock=self.clock,
-        )
 
     async def _stream(self, body: dict) -> AsyncIterator[str]:
         httpx = self._httpx
@@ -109,9 +78,6 @@ class OpenAICompatibleLLM(LLMProvider):
             raise ProviderCallError(
                 f"connection to {self.url} failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
-
-    def close(self) -> None:
-        pass  # the client's connections close with the process
 
 
 _DONE = object()

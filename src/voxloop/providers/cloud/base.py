@@ -1,0 +1,86 @@
+"""What every remote LLM adapter shares: its model and sampling settings, the retry policy,
+circuit breaker and clock, and a `generate` that retries the vendor's stream until the
+first token (`resilience.py`). An adapter only builds the request and reads the stream."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from voxloop.clock import Clock, RealClock
+from voxloop.config import Settings
+from voxloop.providers.base import Capabilities, LLMProvider, Message
+from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
+
+
+class RemoteLLM(LLMProvider):
+    capabilities = Capabilities(local=False)
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        max_tokens: int = 256,
+        temperature: float = 0.3,
+        policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.model, self.max_tokens, self.temperature = model, max_tokens, temperature
+        self.policy = policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self.clock = clock or RealClock()
+
+    @staticmethod
+    def common_settings(settings: Settings) -> dict[str, Any]:
+        """Constructor arguments every remote LLM takes from `[llm]`."""
+        s = settings.llm
+        return {
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+            "policy": RetryPolicy(
+                attempts=s.retries + 1,
+                first_item_timeout_s=s.timeout_s,
+                idle_timeout_s=s.timeout_s,
+            ),
+        }
+
+    @staticmethod
+    def api_key(settings: Settings) -> str | None:
+        key = settings.llm.api_key
+        return key.get_secret_value() if key is not None else None
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """Where the calls go (for messages; never holds a secret)."""
+
+    @abstractmethod
+    def _request(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float
+    ) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _stream(self, request: dict[str, Any]) -> AsyncIterator[str]:
+        """The vendor's stream of text deltas; failures as `ProviderCallError`."""
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        request = self._request(
+            messages,
+            max_tokens or self.max_tokens,
+            self.temperature if temperature is None else temperature,
+        )
+        return resilient_stream(
+            lambda: self._stream(request),
+            name=f"{self.name} LLM at {self.endpoint}",
+            policy=self.policy,
+            breaker=self.breaker,
+            clock=self.clock,
+        )
