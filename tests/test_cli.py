@@ -84,7 +84,7 @@ def test_unknown_provider_lists_the_known_ones(monkeypatch, tmp_path):
     monkeypatch.setenv("VOXLOOP_LLM__PROVIDER", "gpt-17")
     result = runner.invoke(app, ["ask", "hi"])
     assert result.exit_code == 1
-    assert "unknown LLM provider 'gpt-17'; known: fake, llama" in result.output
+    assert "unknown LLM provider 'gpt-17'; known: anthropic, fake, llama, openai" in result.output
 
 
 def test_missing_arguments_are_usage_errors():

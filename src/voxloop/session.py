@@ -27,12 +27,12 @@ from voxloop.overlap import Overlaps
 from voxloop.pipeline import Reply, ReplyConfig
 from voxloop.providers.base import LLMProvider, Transcript, transcribe_all
 from voxloop.services import Services
-from voxloop.speculation import Speculation
+from voxloop.speculation import Speculator
 from voxloop.store.base import new_session_id, valid_session_id
 from voxloop.store.memory import MemoryStore
 from voxloop.transport import protocol as p
 from voxloop.turns import TurnConfig
-from voxloop.turntaking import EchoGate, end_of_turn_silence, sounds_unfinished
+from voxloop.turntaking import EchoGate
 
 log = logging.getLogger("voxloop.session")
 
@@ -46,7 +46,7 @@ class Session:
         self.turn_counter = 0
         self.reply: Reply | None = None
         self.overlaps = Overlaps(self)  # speech over the agent: pause, judge, go on or stop
-        self._spec: Speculation | None = None
+        self.speculator = Speculator(self)  # replies started at a pause, held back
         self._tasks: set[asyncio.Task] = set()
         self._not_started_reported = False
         self._greeted = False
@@ -120,7 +120,7 @@ class Session:
             await self._stop()
         elif isinstance(msg, p.Reset):
             await self.interrupt("reset")
-            await self._drop_speculation()
+            await self.speculator.drop()
             await self.listener.drop_utterance()
             self.state.reset()
             self._set_status("listening" if self.started else "idle")
@@ -133,8 +133,8 @@ class Session:
             await self.interrupt("text")
             self.turn_counter += 1
             turn_id = self.turn_counter
-            await self._refresh_context()
-            self._start_reply(turn_id, msg.content, None, source="text")
+            await self.refresh_context()
+            self.start_reply(turn_id, msg.content, None, source="text")
         elif (
             isinstance(msg, p.Playback)
             and self.reply is not None
@@ -182,7 +182,7 @@ class Session:
         if greeting and not resumed and not self.state.history.turns and not self._greeted:
             self._greeted = True
             self.turn_counter += 1
-            self._start_reply(self.turn_counter, "", None, source="greeting", llm=Canned(greeting))
+            self.start_reply(self.turn_counter, "", None, source="greeting", llm=Canned(greeting))
 
     async def _open(self, session_id: str | None, user_id: str | None) -> tuple[Conversation, bool]:
         """Resume the named session from the store, or start one."""
@@ -239,7 +239,7 @@ class Session:
 
     async def _stop(self, acknowledge: bool = True) -> None:
         await self.interrupt("stop")
-        await self._drop_speculation()
+        await self.speculator.drop()
         await self.listener.drop_utterance()
         self.listener.stop()
         if acknowledge:
@@ -253,7 +253,7 @@ class Session:
             if self.reply is not None:
                 await self.reply.close()
                 self.reply = None
-            await self._drop_speculation()
+            await self.speculator.drop()
             await self.listener.drop_utterance()
         finally:
             self.listener.stop()
@@ -285,10 +285,10 @@ class Session:
                 self.turn_counter += 1
                 self.listener.open_utterance(self.turn_counter, stream=not self.sequential)
         elif heard is Heard.PAUSED and utt is not None and utt.overlap in ("", "interrupt"):
-            await self._speculate(utt)
+            await self.speculator.start(utt)
         elif heard is Heard.RESUMED:
             self._wait_normally()
-            await self._drop_speculation()
+            await self.speculator.drop()
         elif heard is Heard.ENDED and utt is not None:
             self._wait_normally()
             self.spawn(self._finish_utterance(utt), "turn-end")
@@ -310,72 +310,14 @@ class Session:
         samples = self._echo_resampler.push(pcm.astype(np.float32) / 32768.0)
         self.listener.echo.add_reference(samples, start)
 
-    async def _speculate(self, utt: Utterance) -> None:
-        """The user paused: transcribe and start answering now, holding the answer back
-        until the pause turns out to be the end of the turn."""
-        if self.sequential or self.services.settings.turns.speculative_silence_s <= 0:
-            return
-        await self._drop_speculation()
-        spec = Speculation(utt, HeldOutbox(self.outbox))
-        spec.task = self.spawn(self._run_speculation(spec, utt.samples()), "speculation")
-        self._spec = spec
-
-    async def _run_speculation(self, spec: Speculation, audio: np.ndarray) -> None:
-        try:
-            spec.transcript = await transcribe_all(self.services.stt, audio)
-        except Exception as exc:  # the utterance's own transcript will report it
-            log.warning("speculative STT failed: %r", exc, extra={"session_id": self.session_id})
-            return
-        spec.transcript_at = self.clock.now()
-        text = spec.transcript.text.strip()
-        turns = self.services.settings.turns
-        unfinished = sounds_unfinished(text)
-        # "a table for..." is a pause, not the end: wait longer (and answer later); a
-        # complete question may end sooner.
-        self.listener.detector.config.end_of_turn_silence_s = end_of_turn_silence(
-            text,
-            normal=self.end_of_turn_silence_s,
-            unfinished=turns.unfinished_silence_s,
-            question=turns.question_silence_s,
-            finished=turns.finished_silence_s,
-        )
-        log.debug(
-            "speculative transcript",
-            extra={
-                "session_id": self.session_id,
-                "turn_id": spec.utterance.turn_id,
-                "text": text,
-                "audio_s": round(len(audio) / 16000, 3),
-                "unfinished": unfinished,
-            },
-        )
-        if text and not unfinished:
-            await self._refresh_context()
-            spec.reply = self._make_reply(
-                spec.utterance.turn_id,
-                text,
-                spec.utterance.speech_end_at,
-                TurnMetrics(self.session_id, spec.utterance.turn_id),
-                outbox=spec.outbox,
-                gate=spec.gate,
-            )
-            spec.reply.start()
-
-    async def _drop_speculation(self) -> None:
-        spec, self._spec = self._spec, None
-        if spec is not None:
-            await spec.discard()
-
     async def _finish_utterance(self, utt: Utterance) -> None:
         metrics = TurnMetrics(self.session_id, utt.turn_id)
         ended_at = utt.ended_at or self.clock.now()
         if utt.speech_end_at is not None:
             metrics.vad_end_of_turn_ms = (ended_at - utt.speech_end_at) * 1000
-        spec = self._spec if self._spec is not None and self._spec.utterance is utt else None
-        if spec is not None:
-            self._spec = None
-            if await self._adopt(spec, utt, metrics, ended_at):
-                return
+        spec = self.speculator.take(utt)
+        if spec is not None and await self.speculator.adopt(spec, utt, metrics, ended_at):
+            return
         if utt.stt_task is not None:
             final = await utt.stt_task
         else:  # sequential: the whole utterance at once
@@ -388,44 +330,8 @@ class Session:
         if not text:
             return  # noise or an empty utterance: nothing to answer
         await self.interrupt("new_turn")
-        await self._refresh_context()
-        self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
-
-    async def _adopt(
-        self, spec: Speculation, utt: Utterance, metrics: TurnMetrics, ended_at: float
-    ) -> bool:
-        """The pause was the end of the turn: release the speculative reply, if it is sound."""
-        try:
-            await spec.task
-        except Exception:  # fall back to the ordinary path
-            await spec.discard()
-            return False
-        if spec.transcript is None:  # its STT failed: the ordinary path reports why
-            await spec.discard()
-            return False
-        if utt.stt_task is not None:  # the streaming transcript is not needed any more
-            utt.stt_task.cancel()
-        text = spec.transcript.text.strip() if spec.transcript else ""
-        ready_at = spec.transcript_at or self.clock.now()
-        metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
-        self.outbox.data(self.event("final_transcript", utt.turn_id, text=text))
-        if spec.reply is None:  # nothing heard, or it sounded unfinished: answer it now
-            await spec.discard()
-            if text:
-                await self.interrupt("new_turn")
-                await self._refresh_context()
-                self._start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
-            return True
-        await self.interrupt("new_turn")
-        reply = spec.reply
-        reply.metrics.vad_end_of_turn_ms = metrics.vad_end_of_turn_ms
-        reply.metrics.stt_final_ms = metrics.stt_final_ms
-        reply.speculative = False
-        self.reply = reply
-        spec.release()
-        if reply.done:  # it finished while held (no audio at all)
-            self._reply_done(reply)
-        return True
+        await self.refresh_context()
+        self.start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
 
     async def _transcribe_safely(self, utt: Utterance) -> Transcript | None:
         try:
@@ -436,7 +342,7 @@ class Session:
 
     # -- replies --------------------------------------------------------------------------
 
-    def _start_reply(
+    def start_reply(
         self,
         turn_id: int,
         text: str,
@@ -448,10 +354,10 @@ class Session:
     ) -> None:
         metrics = metrics or TurnMetrics(self.session_id, turn_id)
         metrics.source = source
-        self.reply = self._make_reply(turn_id, text, speech_end_at, metrics, llm=llm)
+        self.reply = self.make_reply(turn_id, text, speech_end_at, metrics, llm=llm)
         self.reply.start()
 
-    def _make_reply(
+    def make_reply(
         self,
         turn_id: int,
         text: str,
@@ -486,14 +392,14 @@ class Session:
             config=config,
             metrics=metrics,
             speech_end_at=speech_end_at,
-            on_done=self._reply_done,
+            on_done=self.reply_done,
             on_error=self.error,
             gate=gate,
             speculative=gate is not None,
             on_audio=self._on_agent_audio,
         )
 
-    def _reply_done(self, reply: Reply) -> None:
+    def reply_done(self, reply: Reply) -> None:
         if reply.speculative:
             return  # not adopted (yet): it never happened as far as anyone can tell
         self.overlaps.last_reply = reply
@@ -516,7 +422,7 @@ class Session:
         if self.state is not None:
             self.state.reset()
 
-    async def _refresh_context(self) -> None:
+    async def refresh_context(self) -> None:
         """Another worker may have changed this session's context (PUT .../context)."""
         if self.services.shared_store and self.state is not None:
             await self.state.refresh()
