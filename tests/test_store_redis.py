@@ -315,3 +315,12 @@ def test_redact_url() -> None:
     assert redact_url("unix:///run/redis.sock?db=1&password=pw") == (
         "unix:///run/redis.sock?db=1&password=***"
     )
+
+
+async def test_load_meta_leaves_the_turns_out(store: RedisStore) -> None:
+    await store.save_meta(SessionRecord("m", instructions="Be brief."))
+    await store.append_turn("m", TurnRecord(1, "q", "a"))
+    meta = await store.load_meta("m")
+    assert meta is not None and meta.instructions == "Be brief." and meta.turns == []
+    assert (await store.load("m")).turns[0].user == "q"
+    assert await store.load_meta("missing") is None

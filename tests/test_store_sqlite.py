@@ -106,3 +106,11 @@ def test_a_completed_turn_survives_kill_9(tmp_path):
     assert [(t["user"], t["assistant"]) for t in record["turns"]] == [
         ("remember the blue door", "You said: remember the blue door")
     ]
+
+
+async def test_load_meta_leaves_the_turns_out(store):
+    await store.save_meta(SessionRecord("m", instructions="Be brief."))
+    await store.append_turn("m", TurnRecord(1, "q", "a"))
+    meta = await store.load_meta("m")
+    assert meta.instructions == "Be brief." and meta.turns == []
+    assert await store.load_meta("missing") is None

@@ -178,7 +178,7 @@ class Conversation:
         """Pick up context another worker wrote (PUT .../context) since we loaded."""
         await self.writer.flush()  # our own changes land first: never read them back stale
         try:
-            fresh = await self.store.load(self.session_id)
+            fresh = await self.store.load_meta(self.session_id)
         except Exception as exc:  # the store is down: go on with what we have
             log.warning("could not refresh the context: %r", exc)
             return

@@ -81,6 +81,9 @@ class SessionStore(Protocol):
     async def load(self, session_id: str) -> SessionRecord | None:
         """The session with all its turns, or None."""
 
+    async def load_meta(self, session_id: str) -> SessionRecord | None:
+        """The session without its turns (cheap: read before every reply)."""
+
     async def save_meta(self, record: SessionRecord) -> None:
         """Create or update everything but the turns (persona, context, summary...)."""
 

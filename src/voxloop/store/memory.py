@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 from typing import Any
 
 from voxloop.history import TurnRecord
@@ -19,6 +20,10 @@ class MemoryStore:
     async def load(self, session_id: str) -> SessionRecord | None:
         record = self._sessions.get(session_id)
         return copy.deepcopy(record) if record is not None else None
+
+    async def load_meta(self, session_id: str) -> SessionRecord | None:
+        record = self._sessions.get(session_id)
+        return copy.deepcopy(replace(record, turns=[])) if record is not None else None
 
     async def save_meta(self, record: SessionRecord) -> None:
         old = self._sessions.get(record.session_id)

@@ -138,6 +138,11 @@ class RedisStore(_RedisUser):
         found = await self._load_many([session_id])
         return found[0]
 
+    async def load_meta(self, session_id: str) -> SessionRecord | None:
+        with self._reachable():
+            raw = await self.client.hgetall(self._key(session_id))
+        return self._record(raw, []) if raw else None
+
     async def _load_many(self, ids: list[str]) -> list[SessionRecord | None]:
         """Each session with its turns (None where it has expired), in one round trip."""
         with self._reachable():

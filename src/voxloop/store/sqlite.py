@@ -112,7 +112,7 @@ class SQLiteStore:
             TurnRecord(t, u, a, bool(i), json.loads(m), c) for t, u, a, i, m, c in rows.fetchall()
         ]
 
-    def _load(self, session_id: str) -> SessionRecord | None:
+    def _load(self, session_id: str, turns: bool = True) -> SessionRecord | None:
         row = (
             self._db()
             .execute(
@@ -122,10 +122,15 @@ class SQLiteStore:
             )
             .fetchone()
         )
-        return self._record(row, self._turns(session_id)) if row else None
+        if not row:
+            return None
+        return self._record(row, self._turns(session_id) if turns else [])
 
     async def load(self, session_id: str) -> SessionRecord | None:
         return await self._run(lambda: self._load(session_id))
+
+    async def load_meta(self, session_id: str) -> SessionRecord | None:
+        return await self._run(lambda: self._load(session_id, turns=False))
 
     async def list_sessions(self, *, offset: int = 0, limit: int = 50) -> Page:
         def query() -> Page:
