@@ -50,6 +50,24 @@ class FakeOpenAI:
     async def _events(self, mode: str):
         if mode == "slow":
             await asyncio.sleep(self.slow_s)
+        if mode == "tool":  # a tool call in pieces, as OpenAI streams it
+            pieces = [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "calculate", "arguments": ""},
+                },
+                {"index": 0, "function": {"arguments": '{"expres'}},
+                {"index": 0, "function": {"arguments": 'sion": "17 * 3"}'}},
+            ]
+            for piece in pieces:
+                chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+            yield f"data: {json.dumps(done)}\n\n"
+            yield "data: [DONE]\n\n"
+            return
         words = self.answer.split(" ")
         for i, word in enumerate(words):
             delta = word if i == 0 else " " + word
@@ -65,6 +83,17 @@ class FakeOpenAI:
                 yield "data: {this is not json\n\n"
         yield 'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
         yield "data: [DONE]\n\n"
+
+    async def search(self, request: Request):
+        """Tavily's search API."""
+        self.requests.append(await request.json())
+        self.headers.append(dict(request.headers))
+        return JSONResponse(
+            {
+                "answer": "It is sunny in Rome.",
+                "results": [{"title": "Weather", "content": "Rome: sunny, 24 C", "url": "x"}],
+            }
+        )
 
     async def messages(self, request: Request):
         """Anthropic Messages, streamed."""
@@ -133,6 +162,7 @@ def fake_openai_server() -> Iterator[FakeOpenAI]:
         routes=[
             Route("/v1/chat/completions", fake.completions, methods=["POST"]),
             Route("/v1/messages", fake.messages, methods=["POST"]),
+            Route("/search", fake.search, methods=["POST"]),
         ]
     )
     with socket.socket() as s:

@@ -24,6 +24,7 @@ from voxloop.logs import setup_logging
 from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.services import Services
 from voxloop.store.base import ResponseQueue, SessionStore
+from voxloop.tools import ToolBox, default_toolbox
 from voxloop.transport import rest
 from voxloop.transport.ws import serve_websocket
 
@@ -75,7 +76,16 @@ def build_services(
         store=store,
         shared_store=shared,
         events=events,
+        tools=_toolbox(settings),
     )
+
+
+def _toolbox(settings: Settings) -> ToolBox | None:
+    t = settings.tools
+    if not t.enabled:
+        return None
+    key = t.tavily_api_key.get_secret_value() if t.tavily_api_key is not None else None
+    return default_toolbox(tavily_api_key=key, tavily_url=t.tavily_url)
 
 
 async def _retention(services: Services) -> None:

@@ -199,6 +199,16 @@ class PersonaSettings(BaseModel):
     greeting: str | None = Field(None, description="said once when a new session starts")
 
 
+class ToolSettings(BaseModel):
+    enabled: bool = Field(True, description="offer tools to an LLM that can call them")
+    tavily_api_key: SecretStr | None = Field(
+        None, description="turns on the web_search tool (Tavily); never logged"
+    )
+    tavily_url: str | None = Field(None, description="Tavily's API; default: api.tavily.com")
+    filler: str = Field("One moment.", description='said when tools are slow ("" for none)')
+    filler_after_s: float = Field(0.6, ge=0.0, le=10.0, description="what 'slow' means")
+
+
 class StoreSettings(BaseModel):
     backend: Literal["sqlite", "memory"] = Field(
         "sqlite", description="where conversations live (Redis instead when redis_url is set)"
@@ -246,6 +256,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     persona: PersonaSettings = PersonaSettings()
     store: StoreSettings = StoreSettings()
+    tools: ToolSettings = ToolSettings()
 
     @classmethod
     def settings_customise_sources(

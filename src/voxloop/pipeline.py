@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,13 +26,15 @@ from voxloop.clock import Clock
 from voxloop.history import History, TurnRecord
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
-from voxloop.providers.base import AudioChunk, LLMProvider, TTSProvider
+from voxloop.providers.base import AudioChunk, LLMProvider, Message, ToolCall, TTSProvider
 from voxloop.text import SentenceSplitter, speakable
+from voxloop.tools import ToolBox
 from voxloop.transport.protocol import audio_format, event
 
 log = logging.getLogger("voxloop.pipeline")
 
 FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
+MAX_TOOL_ROUNDS = 3  # tool calls, results, ask again: at most this many times a reply
 KEEP_PLAYED_S = 3.0  # samples kept this long after they play, in case a pause must replay them
 
 
@@ -47,6 +49,8 @@ class ReplyConfig:
     # The naive baseline: the whole LLM answer, then the whole TTS audio, then playback.
     sequential: bool = False
     apology: str | None = None  # said when the reply fails before any audio
+    filler: str | None = None  # said when tools take longer than `filler_after_s`
+    filler_after_s: float = 0.6
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Reply:
     text: str = ""
     sentences: list[str] = field(default_factory=list)
     record: TurnRecord | None = None  # the turn as heard, once the reply is over
+    tools: ToolBox | None = None  # offered to an LLM that can call tools
     interrupted: bool = False
     audio_started: bool = False
     _played: list[_Played] = field(default_factory=list)
@@ -334,14 +339,30 @@ class Reply:
         messages = self.history.messages(self.config.system_prompt, self.user_text)
         asked = self.clock.now()
         try:
-            async for delta in self.llm.generate(messages, max_tokens=self.config.max_tokens):
-                if not self.text:
-                    self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
-                self.text += delta
-                self.outbox.data(event("llm_response", sid, tid, delta=delta, is_complete=False))
-                if not self.config.sequential:
-                    for sentence in splitter.push(delta):
-                        enqueue(sentence)
+            for _ in range(MAX_TOOL_ROUNDS + 1):
+                calls: list[ToolCall] = []
+                async for item in self._ask(messages):
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                        continue
+                    if not self.text:
+                        self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
+                    self.text += item
+                    self.outbox.data(event("llm_response", sid, tid, delta=item, is_complete=False))
+                    if not self.config.sequential:
+                        for sentence in splitter.push(item):
+                            enqueue(sentence)
+                if not calls:
+                    break
+                results = await self._run_tools(calls, enqueue)
+                messages = [
+                    *messages,
+                    Message("assistant", "", tool_calls=tuple(calls)),
+                    *(
+                        Message("tool", r, tool_call_id=c.id)
+                        for c, r in zip(calls, results, strict=True)
+                    ),
+                ]
             if self.config.sequential:
                 enqueue(self.text)
             else:
@@ -368,6 +389,39 @@ class Reply:
             event("llm_response", sid, tid, delta="", content=self.text, is_complete=True)
         )
         self._finish(self.text.strip())
+
+    def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
+        """The LLM's stream, offered the tools where both sides can do it."""
+        if self.tools is not None and len(self.tools) and self.llm.capabilities.tools:
+            return self.llm.generate_with_tools(
+                messages, self.tools.specs(), max_tokens=self.config.max_tokens
+            )
+        return self.llm.generate(messages, max_tokens=self.config.max_tokens)
+
+    async def _run_tools(self, calls: list[ToolCall], say: Callable[[str], None]) -> list[str]:
+        """Run the tools the LLM asked for, concurrently and off the audio path; if they
+        take a while and nothing has been said yet, say a short filler first."""
+        assert self.tools is not None
+        tools = self.tools
+        self.outbox.data(
+            event("tool_calls", self.session_id, self.turn_id, calls=[c.name for c in calls])
+        )
+
+        async def run_all() -> list[str]:
+            return list(await asyncio.gather(*(tools.run(c) for c in calls)))
+
+        task = self._spawn(run_all(), "tools")
+
+        async def filler() -> None:
+            await self.clock.sleep(self.config.filler_after_s)
+            if not task.done() and self.config.filler and not self.sentences:
+                say(self.config.filler)
+
+        waiting = self._spawn(filler(), "filler")
+        try:
+            return await task
+        finally:
+            waiting.cancel()
 
     async def _synthesize(
         self,

@@ -12,6 +12,7 @@ from voxloop.providers.base import LLMProvider, STTProvider, TTSProvider, VADPro
 from voxloop.providers.registry import ProviderPool
 from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.store.memory import MemoryStore
+from voxloop.tools import ToolBox
 
 if TYPE_CHECKING:
     from voxloop.session import Session
@@ -32,5 +33,6 @@ class Services:
     # Other processes write to this store too: re-read a session's context before replies.
     shared_store: bool = False
     events: ResponseQueue | None = None  # Redis mode: each session's events, for any worker
+    tools: ToolBox | None = None  # what an LLM that can call tools is offered
     live_sessions: set[Session] = field(default_factory=set)
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown

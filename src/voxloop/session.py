@@ -379,6 +379,8 @@ class Session:
             early_first_clause=settings.session.early_first_clause and not self.sequential,
             sequential=self.sequential,
             apology=settings.session.apology or None,
+            filler=settings.tools.filler or None,
+            filler_after_s=settings.tools.filler_after_s,
         )
         return Reply(
             session_id=self.session_id,
@@ -397,6 +399,7 @@ class Session:
             gate=gate,
             speculative=gate is not None,
             on_audio=self._on_agent_audio,
+            tools=self.services.tools,
         )
 
     def reply_done(self, reply: Reply) -> None:

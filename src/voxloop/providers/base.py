@@ -70,8 +70,28 @@ class Transcript:
 
 @dataclass(frozen=True)
 class Message:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message that asked for tools
+    tool_call_id: str | None = None  # a tool message: the result of this call
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The LLM asks for a tool: `arguments` is the JSON text of its arguments."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the LLM sees it: a JSON-schema `parameters` object."""
+
+    name: str
+    description: str
+    parameters: dict
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,18 @@ class LLMProvider(Provider):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         """Yield text deltas of the assistant's reply."""
+
+    def generate_with_tools(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        """Like `generate`, and may also yield `ToolCall`s (then the caller runs them and
+        asks again with their results). Only where `capabilities.tools` is set."""
+        raise NotImplementedError(f"{self.name} cannot call tools")
 
 
 class TTSProvider(Provider):

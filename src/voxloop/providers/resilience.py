@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from voxloop.clock import Clock, RealClock
@@ -132,7 +132,8 @@ class FallbackLLM(LLMProvider):
             raise ValueError("a fallback chain needs at least one provider")
         self.providers = list(providers)
         self.breakers = list(breakers) if breakers else [CircuitBreaker() for _ in providers]
-        self.capabilities = self.providers[0].capabilities
+        # Tool calls through a chain are not supported yet: offer none.
+        self.capabilities = replace(self.providers[0].capabilities, tools=False)
 
     def info(self) -> ProviderInfo:
         chain = " → ".join(p.info().model for p in self.providers)

@@ -20,6 +20,7 @@ from voxloop.providers.base import (
     Message,
     ProviderInfo,
     STTProvider,
+    ToolCall,
     Transcript,
     TTSProvider,
     VADFrame,
@@ -174,6 +175,28 @@ class MemoryEchoLLM(FakeLLM):
     def _reply(self, messages: Sequence[Message]) -> str:
         earlier = sum(1 for m in messages[:-1] if m.role != "system")
         return f"{earlier} earlier messages. You said: {messages[-1].content}"
+
+
+class FakeToolLLM(FakeLLM):
+    """Plays scripted rounds: each call of `generate_with_tools` yields the next round's
+    items, text deltas and `ToolCall`s, so a test can drive the tool loop exactly."""
+
+    name = "fake-tools"
+    capabilities = Capabilities(tools=True)
+
+    def __init__(self, rounds: Sequence[Sequence[str | ToolCall]], **kw) -> None:
+        super().__init__(**kw)
+        self.rounds = [list(r) for r in rounds]
+
+    async def generate_with_tools(
+        self, messages, tools, *, max_tokens=None, temperature=None
+    ) -> AsyncIterator[str | ToolCall]:
+        self.requests.append(list(messages))
+        self.offered = list(tools)
+        for item in self.rounds.pop(0) if self.rounds else ["Done."]:
+            if self.token_s:
+                await self.clock.sleep(self.token_s)
+            yield item
 
 
 class FakeTTS(TTSProvider):

@@ -15,12 +15,14 @@ from typing import Any, Self
 
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
-from voxloop.providers.base import Message, ProviderInfo
+from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
 from voxloop.providers.cloud.base import RemoteLLM
+from voxloop.providers.resilience import resilient_stream
 
 
 class OpenAICompatibleLLM(RemoteLLM):
     name = "openai"
+    capabilities = Capabilities(local=False, tools=True)
 
     def __init__(self, *, base_url: str, api_key: str | None = None, **common: Any) -> None:
         super().__init__(**common)
@@ -56,14 +58,47 @@ class OpenAICompatibleLLM(RemoteLLM):
     ) -> dict[str, Any]:
         return {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message(m) for m in messages],
             "stream": True,
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
 
-    async def _stream(self, body: dict) -> AsyncIterator[str]:
+    def generate_with_tools(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        request = self._request(
+            messages,
+            max_tokens or self.max_tokens,
+            self.temperature if temperature is None else temperature,
+        )
+        request["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in tools
+        ]
+        return resilient_stream(
+            lambda: self._stream(request),
+            name=f"{self.name} LLM at {self.endpoint}",
+            policy=self.policy,
+            breaker=self.breaker,
+            clock=self.clock,
+        )
+
+    async def _stream(self, body: dict) -> AsyncIterator[str | ToolCall]:
         httpx = self._httpx
+        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces, by index
         try:
             async with self._client.stream("POST", self.url, json=body) as response:
                 if response.status_code != 200:
@@ -71,20 +106,33 @@ class OpenAICompatibleLLM(RemoteLLM):
                 async for line in response.aiter_lines():
                     delta = _parse_sse(line, self.url)
                     if delta is _DONE:
-                        return
-                    if delta:
-                        yield delta
+                        break
+                    if not isinstance(delta, dict):
+                        continue
+                    if delta.get("content"):
+                        yield delta["content"]
+                    for piece in delta.get("tool_calls") or []:
+                        call = calls.setdefault(
+                            piece.get("index", 0), {"id": "", "name": "", "args": ""}
+                        )
+                        function = piece.get("function") or {}
+                        call["id"] = piece.get("id") or call["id"]
+                        call["name"] = function.get("name") or call["name"]
+                        call["args"] += function.get("arguments") or ""
         except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
             raise ProviderCallError(
                 f"connection to {self.url} failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
+        for index in sorted(calls):
+            call = calls[index]
+            yield ToolCall(call["id"] or f"call_{index}", call["name"], call["args"])
 
 
 _DONE = object()
 
 
-def _parse_sse(line: str, url: str) -> str | object | None:
-    """One line of the event stream: a text delta, `_DONE`, or None (nothing to say)."""
+def _parse_sse(line: str, url: str) -> dict | object | None:
+    """One line of the event stream: the chunk's delta, `_DONE`, or None (nothing)."""
     line = line.strip()
     if not line.startswith("data:"):
         return None  # blank separators, comments, other SSE fields
@@ -96,7 +144,10 @@ def _parse_sse(line: str, url: str) -> str | object | None:
         choices = chunk.get("choices") or []
         if not choices:
             return None  # e.g. a final usage-only chunk
-        return (choices[0].get("delta") or {}).get("content") or None
+        delta = choices[0].get("delta") or {}
+        if not isinstance(delta, dict):
+            raise TypeError("delta is not an object")
+        return delta
     except (ValueError, AttributeError, TypeError) as exc:
         raise ProviderCallError(
             f"{url} sent a malformed stream chunk: {data[:120]!r}", retryable=False
@@ -117,3 +168,15 @@ def _status_error(response, body: bytes) -> ProviderCallError:
         status=status,
         retry_after_s=seconds,
     )
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
