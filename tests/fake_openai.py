@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,6 +84,34 @@ class FakeOpenAI:
                 yield "data: {this is not json\n\n"
         yield 'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
         yield "data: [DONE]\n\n"
+
+    async def transcriptions(self, request: Request):
+        """OpenAI transcription: a multipart WAV upload, a JSON answer."""
+        form = await request.form()
+        upload = form["file"]
+        self.requests.append({"model": form.get("model"), "audio": await upload.read()})
+        self.headers.append(dict(request.headers))
+        mode = self.script.pop(0) if self.script else "ok"
+        if mode in ("500", "400"):
+            return JSONResponse({"error": {"message": f"error {mode}"}}, status_code=int(mode))
+        return JSONResponse({"text": " What is the capital of France? "})
+
+    async def speech(self, request: Request):
+        """OpenAI speech, `response_format=pcm`: raw 24 kHz PCM16, streamed in odd-sized
+        pieces so that samples straddle chunk boundaries."""
+        self.requests.append(await request.json())
+        self.headers.append(dict(request.headers))
+        mode = self.script.pop(0) if self.script else "ok"
+        if mode in ("500", "400"):
+            return JSONResponse({"error": {"message": f"error {mode}"}}, status_code=int(mode))
+        pcm = (np.arange(24000) % 200 - 100).astype("<i2").tobytes()  # one second
+
+        async def body():
+            for start in range(0, len(pcm), 4801):
+                yield pcm[start : start + 4801]
+                await asyncio.sleep(0)
+
+        return StreamingResponse(body(), media_type="audio/pcm")
 
     async def search(self, request: Request):
         """Tavily's search API."""
@@ -163,6 +192,8 @@ def fake_openai_server() -> Iterator[FakeOpenAI]:
             Route("/v1/chat/completions", fake.completions, methods=["POST"]),
             Route("/v1/messages", fake.messages, methods=["POST"]),
             Route("/search", fake.search, methods=["POST"]),
+            Route("/v1/audio/transcriptions", fake.transcriptions, methods=["POST"]),
+            Route("/v1/audio/speech", fake.speech, methods=["POST"]),
         ]
     )
     with socket.socket() as s:

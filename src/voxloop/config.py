@@ -49,6 +49,11 @@ class STTSettings(BaseModel):
     short_window: bool = Field(
         True, description="encode only the utterance, not a padded 30 s window (much faster)"
     )
+    model: str | None = Field(None, description="remote STT: the model name")
+    base_url: str | None = Field(None, description="remote STT: the endpoint")
+    api_key: SecretStr | None = Field(None, description="remote STT; never logged")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="remote STT: longest wait")
+    retries: int = Field(2, ge=0, le=10, description="remote STT: retries on 429/5xx/resets")
 
 
 class LLMSettings(BaseModel):
@@ -90,6 +95,12 @@ class TTSSettings(BaseModel):
         None, description="a Piper .onnx voice; default: the packaged en_US-joe-medium"
     )
     speed: float = Field(1.0, gt=0.1, le=4.0, description="1.0 is normal speed")
+    voice: str | None = Field(None, description="remote TTS: the voice name")
+    model: str | None = Field(None, description="remote TTS: the model name")
+    base_url: str | None = Field(None, description="remote TTS: the endpoint")
+    api_key: SecretStr | None = Field(None, description="remote TTS; never logged")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="remote TTS: first-audio wait")
+    retries: int = Field(2, ge=0, le=10, description="remote TTS: retries on 429/5xx/resets")
 
 
 class TurnSettings(BaseModel):

@@ -38,6 +38,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     },
     "stt": {
         "whisper": Entry("voxloop.providers.local.whisper_stt:WhisperSTT", "local"),
+        "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAISTT", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeSTT"),
     },
     "llm": {
@@ -48,6 +49,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     },
     "tts": {
         "piper": Entry("voxloop.providers.local.piper_tts:PiperTTS", "local"),
+        "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAITTS", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeTTS"),
     },
 }

@@ -1,0 +1,203 @@
+"""OpenAI's speech endpoints (and compatible servers): transcription for STT, speech for
+TTS, over httpx, with the same retries, timeouts and breaker as the LLM adapters.
+
+- STT (`/audio/transcriptions`) is a batch API: the utterance is sent once, at its end,
+  as a WAV file; there are no partial transcripts.
+- TTS (`/audio/speech`, `response_format=pcm`) streams raw 24 kHz PCM16, which is passed
+  on chunk by chunk as it arrives.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Self
+
+import numpy as np
+
+from voxloop.clock import Clock, RealClock
+from voxloop.config import Settings
+from voxloop.errors import MissingDependencyError, ProviderCallError
+from voxloop.providers.base import (
+    AudioChunk,
+    Capabilities,
+    ProviderInfo,
+    STTProvider,
+    Transcript,
+    TTSProvider,
+)
+from voxloop.providers.cloud.openai_llm import _status_error
+from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
+
+DEFAULT_URL = "https://api.openai.com/v1"
+SPEECH_RATE = 24000  # what `response_format=pcm` returns
+
+
+class _OpenAIAudio:
+    """The HTTP client, key, retry policy and breaker both adapters share."""
+
+    def __init__(
+        self, base_url: str, api_key: str | None, policy: RetryPolicy, clock: Clock | None
+    ) -> None:
+        try:
+            import httpx
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "OpenAI speech needs httpx: pip install 'voxloop[cloud]'"
+            ) from exc
+        self.httpx = httpx
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0))
+        self.policy = policy
+        self.clock = clock or RealClock()
+        self.breaker = CircuitBreaker(clock=self.clock)
+
+    @staticmethod
+    def from_stage(settings: Settings, stage) -> dict:
+        key = stage.api_key.get_secret_value() if stage.api_key is not None else None
+        policy = RetryPolicy(
+            attempts=stage.retries + 1,
+            first_item_timeout_s=stage.timeout_s,
+            idle_timeout_s=stage.timeout_s,
+        )
+        return {"base_url": stage.base_url or DEFAULT_URL, "api_key": key, "policy": policy}
+
+    def connection_error(self, exc: Exception, url: str) -> ProviderCallError:
+        return ProviderCallError(
+            f"connection to {url} failed: {type(exc).__name__}: {exc}", retryable=True
+        )
+
+    def stream(self, make, name: str):
+        return resilient_stream(
+            make, name=name, policy=self.policy, breaker=self.breaker, clock=self.clock
+        )
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return out.getvalue()
+
+
+class OpenAISTT(STTProvider):
+    name = "openai"
+    capabilities = Capabilities(streaming_input=True, streaming_output=False, local=False)
+
+    def __init__(
+        self,
+        *,
+        base_url: str = DEFAULT_URL,
+        model: str = "gpt-4o-mini-transcribe",
+        api_key: str | None = None,
+        language: str | None = "en",
+        policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.http = _OpenAIAudio(base_url, api_key, policy or RetryPolicy(), clock)
+        self.model, self.language = model, language
+        self.url = f"{self.http.base_url}/audio/transcriptions"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        s = settings.stt
+        return cls(
+            model=s.model or "gpt-4o-mini-transcribe",
+            language=s.language,
+            **_OpenAIAudio.from_stage(settings, s),
+        )
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, self.model, source=self.url)
+
+    async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
+        chunks = [chunk.astype(np.float32, copy=False) async for chunk in audio]
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        if len(samples) < self.sample_rate // 10:  # under 100 ms: nothing to send
+            yield Transcript("", is_final=True, language=self.language)
+            return
+        body = wav_bytes(samples, self.sample_rate)
+        async for text in self.http.stream(lambda: self._post(body), f"STT at {self.url}"):
+            yield Transcript(text.strip(), is_final=True, language=self.language)
+
+    async def _post(self, wav: bytes) -> AsyncIterator[str]:
+        data = {"model": self.model, "response_format": "json"}
+        if self.language:
+            data["language"] = self.language
+        try:
+            response = await self.http.client.post(
+                self.url, data=data, files={"file": ("utterance.wav", wav, "audio/wav")}
+            )
+        except self.http.httpx.TransportError as exc:
+            raise self.http.connection_error(exc, self.url) from exc
+        if response.status_code != 200:
+            raise _status_error(response, response.content[:300])
+        try:
+            yield str(response.json()["text"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderCallError(
+                f"{self.url} sent an unexpected answer: {response.text[:120]!r}", retryable=False
+            ) from exc
+
+
+class OpenAITTS(TTSProvider):
+    name = "openai"
+    capabilities = Capabilities(local=False)
+    sample_rate = SPEECH_RATE
+
+    def __init__(
+        self,
+        *,
+        base_url: str = DEFAULT_URL,
+        model: str = "gpt-4o-mini-tts",
+        voice: str = "alloy",
+        api_key: str | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.http = _OpenAIAudio(base_url, api_key, policy or RetryPolicy(), clock)
+        self.model, self.voice_name = model, voice
+        self.url = f"{self.http.base_url}/audio/speech"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        s = settings.tts
+        return cls(
+            model=s.model or "gpt-4o-mini-tts",
+            voice=s.voice or "alloy",
+            **_OpenAIAudio.from_stage(settings, s),
+        )
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, f"{self.model} ({self.voice_name})", source=self.url)
+
+    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+        body = {
+            "model": self.model,
+            "input": text,
+            "voice": self.voice_name,
+            "response_format": "pcm",
+        }
+        return self.http.stream(lambda: self._speech(body), f"TTS at {self.url}")
+
+    async def _speech(self, body: dict) -> AsyncIterator[AudioChunk]:
+        carry = b""
+        try:
+            async with self.http.client.stream("POST", self.url, json=body) as response:
+                if response.status_code != 200:
+                    raise _status_error(response, (await response.aread())[:300])
+                async for data in response.aiter_bytes():
+                    data = carry + data
+                    whole = len(data) - len(data) % 2  # a sample may straddle two chunks
+                    carry = data[whole:]
+                    if whole:
+                        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+                        yield AudioChunk(pcm, SPEECH_RATE)
+        except self.http.httpx.TransportError as exc:
+            raise self.http.connection_error(exc, self.url) from exc

@@ -1,0 +1,108 @@
+"""OpenAI speech adapters (STT: transcriptions, TTS: speech) against the local fake
+server."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import pytest
+
+from fake_openai import fake_openai_server
+from voxloop.errors import ProviderCallError
+from voxloop.providers.base import transcribe_all
+from voxloop.providers.cloud.openai_audio import OpenAISTT, OpenAITTS
+from voxloop.providers.resilience import RetryPolicy
+
+QUICK = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
+
+
+@pytest.fixture
+def server():
+    with fake_openai_server() as fake:
+        yield fake
+
+
+async def test_transcription_uploads_the_utterance_as_wav(server):
+    stt = OpenAISTT(base_url=server.url, api_key="sk-x", policy=QUICK)
+    audio = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    result = await transcribe_all(stt, audio)
+    assert result.text == "What is the capital of France?" and result.is_final
+    sent = server.requests[0]
+    assert sent["model"] == "gpt-4o-mini-transcribe"
+    with wave.open(io.BytesIO(sent["audio"])) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (16000, 1, 16000)
+    assert server.headers[0]["authorization"] == "Bearer sk-x"
+
+
+async def test_transcription_retries_a_server_error_but_not_a_bad_request(server):
+    server.script = ["500"]
+    stt = OpenAISTT(base_url=server.url, policy=QUICK)
+    assert (await transcribe_all(stt, np.ones(8000, np.float32) * 0.1)).text
+    server.script = ["400"]
+    with pytest.raises(ProviderCallError, match="400"):
+        await transcribe_all(stt, np.ones(8000, np.float32) * 0.1)
+    assert len(server.requests) == 3
+
+
+async def test_silence_too_short_to_send_is_not_sent(server):
+    stt = OpenAISTT(base_url=server.url, policy=QUICK)
+    assert (await transcribe_all(stt, np.zeros(100, np.float32))).text == ""
+    assert server.requests == []
+
+
+async def test_speech_streams_pcm_even_when_samples_straddle_chunks(server):
+    tts = OpenAITTS(base_url=server.url, voice="nova", policy=QUICK)
+    chunks = [c async for c in tts.synthesize("Hello there.")]
+    assert len(chunks) > 1 and {c.sample_rate for c in chunks} == {24000}
+    pcm = np.concatenate([c.pcm for c in chunks])
+    assert np.array_equal(pcm, (np.arange(24000) % 200 - 100).astype(np.int16))
+    assert server.requests[0] == {
+        "model": "gpt-4o-mini-tts",
+        "input": "Hello there.",
+        "voice": "nova",
+        "response_format": "pcm",
+    }
+
+
+async def test_speech_errors_are_clear(server):
+    server.script = ["400"]
+    tts = OpenAITTS(base_url=server.url, policy=QUICK)
+    with pytest.raises(ProviderCallError, match="answered 400"):
+        [c async for c in tts.synthesize("Hi.")]
+
+
+def test_a_whole_cloud_pipeline_by_config_alone(server):
+    """VAD stays local (fake); STT, LLM and TTS all go to the OpenAI-style server."""
+    from starlette.testclient import TestClient
+
+    from voxloop.app import create_app
+    from voxloop.config import Settings
+
+    from test_protocol import receive_until, start
+
+    cloud = {"provider": "openai", "base_url": server.url, "api_key": "sk-x"}
+    settings = Settings(
+        vad={"provider": "fake"},
+        stt=cloud,
+        llm={**cloud, "model": "m"},
+        tts=cloud,
+        store={"backend": "memory"},
+    )
+    rng = np.random.default_rng(0)
+    speech = (rng.uniform(-0.3, 0.3, 16000) * 32767).astype("<i2").tobytes()
+    quiet = bytes(2 * 16000)
+    app = create_app(settings, warmup=False)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        start(ws)
+        for audio in (speech, quiet):
+            for i in range(0, len(audio), 640):
+                ws.send_bytes(audio[i : i + 640])
+        events = receive_until(ws, "metrics")
+    finals = [e["text"] for e in events if isinstance(e, dict) and e["type"] == "final_transcript"]
+    assert finals == ["What is the capital of France?"]
+    audio_out = b"".join(e for e in events if isinstance(e, bytes))
+    assert len(audio_out) >= 2 * 24000  # the fake voice's second of speech, at 24 kHz
+    started = next(e for e in events if isinstance(e, dict) and e["type"] == "tts_start")
+    assert started["sample_rate"] == 24000
