@@ -27,8 +27,8 @@ from voxloop.history import History, TurnRecord
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.providers.base import AudioChunk, LLMProvider, Message, ToolCall, TTSProvider
-from voxloop.text import SentenceSplitter, speakable
-from voxloop.tools import ToolBox
+from voxloop.text import SentenceSplitter, heard_words, speakable
+from voxloop.tools import ToolBox, ask
 from voxloop.transport.protocol import audio_format, event
 
 log = logging.getLogger("voxloop.pipeline")
@@ -256,17 +256,7 @@ class Reply:
             durations[p.sentence] += p.duration
         for index, pcm in self._replay:
             durations[index] += len(pcm) / self.config.output_sample_rate
-        parts: list[str] = []
-        for text, heard, total in zip(self.sentences, self.heard_seconds(), durations, strict=True):
-            if total <= 0 or heard <= 0:
-                break
-            if heard >= total - 1e-6:
-                parts.append(text)
-                continue
-            words = text.split()
-            parts.append(" ".join(words[: int(len(words) * heard / total)]))
-            break
-        return " ".join(p for p in parts if p).strip()
+        return heard_words(self.sentences, self.heard_seconds(), durations)
 
     # -- the work -------------------------------------------------------------------------
 
@@ -392,36 +382,23 @@ class Reply:
 
     def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
         """The LLM's stream, offered the tools where both sides can do it."""
-        if self.tools is not None and len(self.tools) and self.llm.capabilities.tools:
-            return self.llm.generate_with_tools(
-                messages, self.tools.specs(), max_tokens=self.config.max_tokens
-            )
-        return self.llm.generate(messages, max_tokens=self.config.max_tokens)
+        return ask(self.llm, messages, self.tools, max_tokens=self.config.max_tokens)
 
     async def _run_tools(self, calls: list[ToolCall], say: Callable[[str], None]) -> list[str]:
-        """Run the tools the LLM asked for, concurrently and off the audio path; if they
-        take a while and nothing has been said yet, say a short filler first."""
+        """Run the tools the LLM asked for; a short filler if they are slow (tools.py)."""
         assert self.tools is not None
-        tools = self.tools
         self.outbox.data(
             event("tool_calls", self.session_id, self.turn_id, calls=[c.name for c in calls])
         )
+        filler = self.config.filler
 
-        async def run_all() -> list[str]:
-            return list(await asyncio.gather(*(tools.run(c) for c in calls)))
+        def slow() -> None:
+            if filler and not self.sentences:  # only if nothing has been said yet
+                say(filler)
 
-        task = self._spawn(run_all(), "tools")
-
-        async def filler() -> None:
-            await self.clock.sleep(self.config.filler_after_s)
-            if not task.done() and self.config.filler and not self.sentences:
-                say(self.config.filler)
-
-        waiting = self._spawn(filler(), "filler")
-        try:
-            return await task
-        finally:
-            waiting.cancel()
+        return await self.tools.run_all(
+            calls, clock=self.clock, slow_after_s=self.config.filler_after_s, on_slow=slow
+        )
 
     async def _synthesize(
         self,

@@ -125,3 +125,19 @@ def speakable(text: str) -> str:
     text = _MARKDOWN.sub("", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)  # [label](url) -> label
     return re.sub(r"\s+", " ", text).strip()
+
+
+def heard_words(sentences: list[str], heard_s: list[float], total_s: list[float]) -> str:
+    """What the listener heard of a reply cut short: the whole sentences played, then the
+    share of the next one's words its played time covers."""
+    parts: list[str] = []
+    for text, heard, total in zip(sentences, heard_s, total_s, strict=True):
+        if total <= 0 or heard <= 0:
+            break
+        if heard >= total - 1e-6:
+            parts.append(text)
+            continue
+        words = text.split()
+        parts.append(" ".join(words[: int(len(words) * heard / total)]))
+        break
+    return " ".join(p for p in parts if p).strip()

@@ -23,11 +23,12 @@ import inspect
 import json
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voxloop.providers.base import ToolCall, ToolSpec
+from voxloop.clock import Clock
+from voxloop.providers.base import LLMProvider, Message, ToolCall, ToolSpec
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
@@ -72,6 +73,39 @@ class ToolBox:
         except Exception as exc:
             return f"error: {call.name} failed: {type(exc).__name__}: {exc}"
         return result if isinstance(result, str) else json.dumps(result)
+
+    async def run_all(
+        self,
+        calls: list[ToolCall],
+        *,
+        clock: Clock,
+        slow_after_s: float,
+        on_slow: Callable[[], None],
+    ) -> list[str]:
+        """Run the calls concurrently (off the audio path); `on_slow` fires once if they
+        are still running after `slow_after_s` (the agent says "One moment.")."""
+        work = asyncio.ensure_future(asyncio.gather(*(self.run(c) for c in calls)))
+
+        async def watch() -> None:
+            await clock.sleep(slow_after_s)
+            if not work.done():
+                on_slow()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            return list(await work)
+        finally:
+            watcher.cancel()
+            work.cancel()
+
+
+def ask(
+    llm: LLMProvider, messages: Sequence[Message], tools: ToolBox | None, *, max_tokens: int | None
+) -> AsyncIterator[str | ToolCall]:
+    """The LLM's stream, offered the tools where both sides can do it."""
+    if tools is not None and len(tools) and llm.capabilities.tools:
+        return llm.generate_with_tools(messages, tools.specs(), max_tokens=max_tokens)
+    return llm.generate(messages, max_tokens=max_tokens)
 
 
 def _spec(fn: Callable[..., Any]) -> ToolSpec:

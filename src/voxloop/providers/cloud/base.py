@@ -72,11 +72,20 @@ class RemoteLLM(LLMProvider):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
-        request = self._request(
+        return self._resilient(self._build(messages, max_tokens, temperature))
+
+    def _build(
+        self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None
+    ) -> dict[str, Any]:
+        """The vendor request, with this provider's defaults filled in."""
+        return self._request(
             messages,
             max_tokens or self.max_tokens,
             self.temperature if temperature is None else temperature,
         )
+
+    def _resilient(self, request: dict[str, Any]) -> AsyncIterator[Any]:
+        """The vendor stream for `request`, retried until its first item."""
         return resilient_stream(
             lambda: self._stream(request),
             name=f"{self.name} LLM at {self.endpoint}",

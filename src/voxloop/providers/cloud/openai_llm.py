@@ -17,7 +17,6 @@ from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
 from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
 from voxloop.providers.cloud.base import RemoteLLM
-from voxloop.providers.resilience import resilient_stream
 
 
 class OpenAICompatibleLLM(RemoteLLM):
@@ -72,11 +71,7 @@ class OpenAICompatibleLLM(RemoteLLM):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str | ToolCall]:
-        request = self._request(
-            messages,
-            max_tokens or self.max_tokens,
-            self.temperature if temperature is None else temperature,
-        )
+        request = self._build(messages, max_tokens, temperature)
         request["tools"] = [
             {
                 "type": "function",
@@ -88,13 +83,7 @@ class OpenAICompatibleLLM(RemoteLLM):
             }
             for t in tools
         ]
-        return resilient_stream(
-            lambda: self._stream(request),
-            name=f"{self.name} LLM at {self.endpoint}",
-            policy=self.policy,
-            breaker=self.breaker,
-            clock=self.clock,
-        )
+        return self._resilient(request)
 
     async def _stream(self, body: dict) -> AsyncIterator[str | ToolCall]:
         httpx = self._httpx
