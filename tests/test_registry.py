@@ -27,7 +27,7 @@ def test_unknown_provider_lists_known_names():
     with pytest.raises(UnknownProviderError) as exc:
         Registry().resolve("stt", "nope")
     assert "unknown STT provider 'nope'" in str(exc.value)
-    assert "known: fake, openai, whisper" in str(exc.value)
+    assert "known: deepgram, fake, openai, whisper" in str(exc.value)
 
 
 def test_missing_optional_dependency_names_the_extra():

@@ -54,6 +54,22 @@ class STTSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="remote STT; never logged")
     timeout_s: float = Field(10.0, gt=0, le=120, description="remote STT: longest wait")
     retries: int = Field(2, ge=0, le=10, description="remote STT: retries on 429/5xx/resets")
+    endpointing_ms: int = Field(
+        300,
+        ge=10,
+        le=5000,
+        description="streaming remote STT (deepgram): silence that ends a phrase",
+    )
+    replay_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=30.0,
+        description="streaming remote STT: audio kept and replayed when the connection drops",
+    )
+    fallback: list[str] = Field(
+        default_factory=list,
+        description='STT providers tried in order when the main one fails, e.g. ["whisper"]',
+    )
 
 
 class LLMSettings(BaseModel):
@@ -101,6 +117,13 @@ class TTSSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="remote TTS; never logged")
     timeout_s: float = Field(10.0, gt=0, le=120, description="remote TTS: first-audio wait")
     retries: int = Field(2, ge=0, le=10, description="remote TTS: retries on 429/5xx/resets")
+    sample_rate: int = Field(
+        24000, description="remote TTS (deepgram, elevenlabs): the PCM rate asked for"
+    )
+    fallback: list[str] = Field(
+        default_factory=list,
+        description='TTS providers tried in order when the main one fails, e.g. ["piper"]',
+    )
 
 
 class TurnSettings(BaseModel):

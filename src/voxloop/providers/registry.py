@@ -39,6 +39,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     "stt": {
         "whisper": Entry("voxloop.providers.local.whisper_stt:WhisperSTT", "local"),
         "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAISTT", "cloud"),
+        "deepgram": Entry("voxloop.providers.cloud.deepgram:DeepgramSTT", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeSTT"),
     },
     "llm": {
@@ -50,6 +51,8 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     "tts": {
         "piper": Entry("voxloop.providers.local.piper_tts:PiperTTS", "local"),
         "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAITTS", "cloud"),
+        "deepgram": Entry("voxloop.providers.cloud.deepgram:DeepgramTTS", "cloud"),
+        "elevenlabs": Entry("voxloop.providers.cloud.elevenlabs:ElevenLabsTTS", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeTTS"),
     },
 }
