@@ -159,6 +159,23 @@ class FakeOpenAI:
             "usage": {"input_tokens": 12, "output_tokens": 1},
         }
         yield sse("message_start", {"message": message})
+        if mode == "tool":  # a sentence, then a tool_use block whose input arrives in pieces
+            yield sse(
+                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+            delta = {"type": "text_delta", "text": "Let me work that out."}
+            yield sse("content_block_delta", {"index": 0, "delta": delta})
+            yield sse("content_block_stop", {"index": 0})
+            block = {"type": "tool_use", "id": "toolu_1", "name": "calculate", "input": {}}
+            yield sse("content_block_start", {"index": 1, "content_block": block})
+            for part in ('{"expres', 'sion": "17 * 3"}'):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                yield sse("content_block_delta", {"index": 1, "delta": delta})
+            yield sse("content_block_stop", {"index": 1})
+            stop = {"delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {}}
+            yield sse("message_delta", stop)
+            yield sse("message_stop", {})
+            return
         yield sse(
             "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
         )

@@ -17,7 +17,8 @@ from voxloop.config import Settings
 from voxloop.errors import CircuitOpenError, ProviderCallError
 from voxloop.providers.base import Message
 from voxloop.providers.cloud.openai_llm import OpenAICompatibleLLM
-from voxloop.providers.resilience import CircuitBreaker, FallbackLLM, RetryPolicy
+from voxloop.providers.fallback import FallbackLLM
+from voxloop.providers.resilience import CircuitBreaker, RetryPolicy
 from voxloop.testing.fakes import FakeLLM
 
 from test_protocol import receive_until, start

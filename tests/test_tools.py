@@ -10,6 +10,7 @@ import pytest
 
 from fake_openai import fake_openai_server
 from voxloop.providers.base import Message, ToolCall
+from voxloop.providers.cloud.anthropic_llm import AnthropicLLM
 from voxloop.providers.cloud.openai_llm import OpenAICompatibleLLM
 from voxloop.testing.fakes import FakeToolLLM
 from voxloop.tools import ToolBox, calculate, default_toolbox, tavily_search
@@ -87,6 +88,14 @@ async def test_a_tool_that_fails_answers_with_an_error_text():
     assert "failed" in await box.run(ToolCall("4", "broken", "{not json"))
 
 
+async def test_arguments_the_tool_does_not_take_are_dropped():
+    """Small models invent arguments (the schema itself, say); the signature decides."""
+    box = default_toolbox()
+    invented = json.dumps({"expression": "2+2", "type": "object", "properties": {}})
+    assert await box.run(ToolCall("1", "calculate", invented)) == "4"
+    assert "UTC" in await box.run(ToolCall("2", "current_time", '{"type": "string"}'))
+
+
 async def test_the_reply_runs_the_tool_and_answers_with_its_result():
     llm = FakeToolLLM(
         [
@@ -155,6 +164,43 @@ async def test_the_openai_adapter_streams_tool_calls_and_sends_results_back():
         sent = server.requests[1]["messages"]
         assert sent[1]["tool_calls"][0]["function"]["name"] == "calculate"
         assert sent[2] == {"role": "tool", "content": "51", "tool_call_id": "call_1"}
+
+
+async def test_the_anthropic_adapter_streams_tool_use_and_sends_results_back():
+    with fake_openai_server() as server:
+        server.script = ["tool"]
+        llm = AnthropicLLM(base_url=server.url.removesuffix("/v1"), model="m", api_key="k")
+        question = [Message("system", "Be brief."), Message("user", "what is 17 times 3?")]
+        items = [i async for i in llm.generate_with_tools(question, default_toolbox().specs())]
+        call = ToolCall("toolu_1", "calculate", '{"expression": "17 * 3"}')
+        assert items == ["Let me work that out.", call]
+        tools = server.requests[0]["tools"]
+        assert {t["name"] for t in tools} == {"current_time", "calculate"}
+        assert tools[1]["input_schema"]["required"] == ["expression"]
+        follow_up = [
+            *question,
+            Message("assistant", "Let me work that out.", tool_calls=(call,)),
+            Message("tool", "51", tool_call_id="toolu_1"),
+        ]
+        text = "".join([i async for i in llm.generate_with_tools(follow_up, [])])
+        assert text == "Paris is the capital of France."
+        sent = server.requests[1]["messages"]
+        assert sent[1] == {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me work that out."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "calculate",
+                    "input": {"expression": "17 * 3"},
+                },
+            ],
+        }
+        assert sent[2] == {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "51"}],
+        }
 
 
 async def test_web_search_goes_through_tavily():

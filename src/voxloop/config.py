@@ -103,6 +103,10 @@ class LLMSettings(BaseModel):
         default_factory=list,
         description='providers tried in order when the main one fails, e.g. ["llama"]',
     )
+    local_tools: bool = Field(
+        False,
+        description="llama: offer tools to the local model (unreliable at 0.5B; see docs)",
+    )
 
 
 class TTSSettings(BaseModel):

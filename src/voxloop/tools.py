@@ -64,6 +64,9 @@ class ToolBox:
             args = json.loads(call.arguments or "{}")
             if not isinstance(args, dict):
                 raise ValueError("arguments must be a JSON object")
+            # Small models invent extra arguments; the tool's own signature decides.
+            known = tool.spec.parameters["properties"]
+            args = {k: v for k, v in args.items() if k in known}
             if inspect.iscoroutinefunction(tool.fn):
                 result = await asyncio.wait_for(tool.fn(**args), self.timeout_s)
             else:

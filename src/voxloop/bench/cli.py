@@ -99,3 +99,14 @@ def turns(
     from voxloop.bench.turns import eval_turns
 
     _emit(eval_turns(per_class=per_class, seed=seed), json_out)
+
+
+@eval_app.command()
+def tools(json_out: JsonOut = None) -> None:
+    """Tool calling with the configured LLM: the right tool, and the right answer."""
+    import asyncio
+
+    from voxloop.bench.tools import eval_tools
+    from voxloop.config import load_settings
+
+    _emit(asyncio.run(eval_tools(load_settings())), json_out)

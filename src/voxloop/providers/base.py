@@ -180,6 +180,24 @@ class TTSProvider(Provider):
         """Yield audio for `text` as soon as each piece is ready."""
 
 
+def tools_as_text(messages: Sequence[Message]) -> list[Message]:
+    """The conversation for an LLM that cannot read tool messages: each tool result becomes
+    a short user note naming the tool, and the bare tool requests are dropped."""
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "tool":
+            name = names.get(m.tool_call_id or "", "a")
+            note = f"(The {name} tool returned: {m.content}. Answer the question with it.)"
+            out.append(Message("user", note))
+        elif m.tool_calls:
+            if m.content:
+                out.append(Message(m.role, m.content))
+        else:
+            out.append(m)
+    return out
+
+
 async def one_shot(audio: np.ndarray) -> AsyncIterator[np.ndarray]:
     """Adapt a whole buffer to the streaming audio contract."""
     yield audio

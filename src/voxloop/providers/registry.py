@@ -122,22 +122,24 @@ class ProviderPool:
         self.registry = registry or Registry()
         self._loaded: dict[tuple[Stage, str], Loaded] = {}
         self._lock = threading.Lock()
-        self._chain: Provider | None = None
+        self._chains: dict[Stage, Provider] = {}
 
     def name_for(self, stage: Stage) -> str:
         return getattr(self.settings, stage).provider
 
     def get(self, stage: Stage) -> Provider:
-        """The stage's provider; for the LLM with `llm.fallback` set, the whole chain."""
+        """The stage's provider; with `<stage>.fallback` set, the whole chain."""
         primary = self.load(stage).provider
-        if stage != "llm" or not self.settings.llm.fallback:
+        fallback = getattr(getattr(self.settings, stage), "fallback", None) or []
+        if not fallback:
             return primary
-        if self._chain is None:
-            from voxloop.providers.resilience import FallbackLLM
+        if stage not in self._chains:
+            from voxloop.providers import fallback as chains
 
-            others = [self._load("llm", name).provider for name in self.settings.llm.fallback]
-            self._chain = FallbackLLM([primary, *others])  # type: ignore[list-item]
-        return self._chain
+            kind = {"llm": chains.FallbackLLM, "stt": chains.FallbackSTT, "tts": chains.FallbackTTS}
+            others = [self._load(stage, name).provider for name in fallback]
+            self._chains[stage] = kind[stage]([primary, *others])  # type: ignore[index,list-item]
+        return self._chains[stage]
 
     def load(self, stage: Stage) -> Loaded:
         return self._load(stage, self.name_for(stage))

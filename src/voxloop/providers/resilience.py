@@ -9,15 +9,13 @@ this applies *until the first item*; after that an error ends the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from voxloop.clock import Clock, RealClock
 from voxloop.errors import CircuitOpenError, ProviderCallError
-from voxloop.providers.base import LLMProvider, Message, ProviderInfo
 
 T = TypeVar("T")
 
@@ -115,68 +113,3 @@ async def resilient_stream(
             await clock.sleep(policy.delay(attempt, exc))
         finally:
             await stream.aclose()
-
-
-class FallbackLLM(LLMProvider):
-    """Tries its providers in order; the first that starts answering wins. A provider that
-    fails before its first token (or whose circuit is open) hands over to the next."""
-
-    name = "fallback"
-
-    def __init__(
-        self,
-        providers: Sequence[LLMProvider],
-        breakers: Sequence[CircuitBreaker] | None = None,
-    ) -> None:
-        if not providers:
-            raise ValueError("a fallback chain needs at least one provider")
-        self.providers = list(providers)
-        self.breakers = list(breakers) if breakers else [CircuitBreaker() for _ in providers]
-        # Tool calls through a chain are not supported yet: offer none.
-        self.capabilities = replace(self.providers[0].capabilities, tools=False)
-
-    def info(self) -> ProviderInfo:
-        chain = " → ".join(p.info().model for p in self.providers)
-        return ProviderInfo(self.name, chain)
-
-    async def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str]:
-        errors: list[str] = []
-        for provider, breaker in zip(self.providers, self.breakers, strict=True):
-            if breaker.state == "open":
-                errors.append(f"{provider.name}: skipped (circuit open)")
-                continue
-            stream = provider.generate(messages, max_tokens=max_tokens, temperature=temperature)
-            started = False
-            try:
-                async for delta in stream:
-                    if not started:
-                        breaker.success()
-                    started = True
-                    yield delta
-                if not started:
-                    breaker.success()
-                return
-            except Exception as exc:
-                if started:
-                    raise  # half an answer was spoken: the next provider cannot continue it
-                breaker.failure()
-                errors.append(f"{provider.name}: {exc}")
-            finally:
-                await stream.aclose()
-        raise ProviderCallError("every LLM failed: " + "; ".join(errors), retryable=False)
-
-    async def warmup(self) -> None:
-        for provider in self.providers:
-            # A remote provider may be down at start; the chain copes.
-            with contextlib.suppress(Exception):
-                await provider.warmup()
-
-    def close(self) -> None:
-        for provider in self.providers:
-            provider.close()

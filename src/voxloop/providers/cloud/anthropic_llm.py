@@ -7,34 +7,64 @@ every remote provider. The key goes to the SDK and is never logged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
-from voxloop.providers.base import Message, ProviderInfo
+from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
 from voxloop.providers.cloud.base import RemoteLLM
 
 
-def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
+def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
     """Our messages as (system, turns): the API takes the system prompt apart and wants
-    turns that alternate and start with the user (a greeting may have come first)."""
+    turns that alternate and start with the user (a greeting may have come first). Tool
+    calls become `tool_use` blocks, their results `tool_result` blocks of a user turn."""
     system = "\n".join(m.content for m in messages if m.role == "system")
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for m in messages:
-        if m.role == "system" or not m.content:
+        blocks = _blocks(m)
+        if m.role == "system" or not blocks:
             continue
-        if turns and turns[-1]["role"] == m.role:
-            turns[-1]["content"] += "\n" + m.content
+        role = "user" if m.role == "tool" else m.role
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
         else:
-            turns.append({"role": m.role, "content": m.content})
+            turns.append({"role": role, "content": blocks})
     if turns and turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": "(The conversation begins.)"})
+        turns.insert(0, {"role": "user", "content": [_text("(The conversation begins.)")]})
+    for turn in turns:  # plain text turns stay plain strings
+        if all(b["type"] == "text" for b in turn["content"]):
+            turn["content"] = "\n".join(b["text"] for b in turn["content"])
     return system, turns
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _blocks(m: Message) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+    blocks = [_text(m.content)] if m.content else []
+    for call in m.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _args(call)})
+    return blocks
+
+
+def _args(call: ToolCall) -> dict[str, Any]:
+    """The call's arguments as an object (the API wants one, even for unparsable text)."""
+    try:
+        value = json.loads(call.arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class AnthropicLLM(RemoteLLM):
     name = "anthropic"
+    capabilities = Capabilities(local=False, tools=True)
 
     def __init__(
         self, *, api_key: str | None = None, base_url: str | None = None, **common: Any
@@ -82,16 +112,39 @@ class AnthropicLLM(RemoteLLM):
             request["system"] = system
         return request
 
-    async def _stream(self, request: dict[str, Any]) -> AsyncIterator[str]:
+    def generate_with_tools(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        request = self._build(messages, max_tokens, temperature)
+        request["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters}
+            for t in tools
+        ]
+        return self._resilient(request)
+
+    async def _stream(self, request: dict[str, Any]) -> AsyncIterator[str | ToolCall]:
         sdk = self._sdk
+        calls: dict[int, list[str]] = {}  # block index → [id, name, JSON text so far]
         try:
             stream = await self._client.messages.create(**request)
             async with stream:
                 async for event in stream:
-                    if event.type != "content_block_delta":
-                        continue  # message_start, ping, content_block_stop, message_delta...
-                    if event.delta.type == "text_delta" and event.delta.text:
-                        yield event.delta.text
+                    if event.type == "content_block_start":
+                        block = event.content_block
+                        if block.type == "tool_use":
+                            calls[event.index] = [block.id, block.name, ""]
+                    elif event.type == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta" and delta.text:
+                            yield delta.text
+                        elif delta.type == "input_json_delta" and event.index in calls:
+                            calls[event.index][2] += delta.partial_json
+                    # message_start, ping, content_block_stop, message_delta: nothing to say
         except sdk.APIStatusError as exc:
             status = exc.status_code
             retry_after = exc.response.headers.get("retry-after")
@@ -113,6 +166,9 @@ class AnthropicLLM(RemoteLLM):
             raise ProviderCallError(
                 f"Anthropic stream failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
+        for index in sorted(calls):
+            call_id, name, arguments = calls[index]
+            yield ToolCall(call_id, name, arguments or "{}")
 
 
 def _is_number(value: str | None) -> bool:

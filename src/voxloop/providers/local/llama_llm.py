@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from voxloop.errors import ModelFileError
-from voxloop.providers.base import Capabilities, LLMProvider, Message, ProviderInfo
+from voxloop.providers.base import (
+    Capabilities,
+    LLMProvider,
+    Message,
+    ProviderInfo,
+    ToolCall,
+    ToolSpec,
+)
+from voxloop.providers.local import local_tools
 from voxloop.providers.local.modelfiles import LLM_PRESETS, Progress, resolve_model, rich_progress
 from voxloop.providers.worker import ModelWorker
 
@@ -86,6 +94,8 @@ class LlamaLLM(LLMProvider):
             temperature=s.temperature,
         )
         llm.warm_prompt = _default_prompt(settings)
+        if s.local_tools:
+            llm.capabilities = Capabilities(streaming_output=True, tools=True)
         return llm
 
     def info(self) -> ProviderInfo:
@@ -96,13 +106,20 @@ class LlamaLLM(LLMProvider):
             source=str(self.model_path),
         )
 
-    def _stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float):
+    def _stream(
+        self,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None = None,
+    ):
         return iter(
             self._llama.create_chat_completion(
                 messages=messages,
                 stream=True,
                 max_tokens=max_tokens,
                 temperature=temperature,
+                tools=tools,
             )
         )
 
@@ -113,12 +130,36 @@ class LlamaLLM(LLMProvider):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
+        async for delta in self._deltas(messages, max_tokens, temperature):
+            yield delta
+
+    def generate_with_tools(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        """Tools through the GGUF's own chat template (Qwen2.5 has one). Small models do
+        not read tool results back well, so once results are in, the answer is asked for
+        with the results as plain text and no tools (local_tools.py)."""
+        return local_tools.generate(self, messages, tools, max_tokens, temperature)
+
+    async def _deltas(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        temperature: float | None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> AsyncIterator[str]:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         tokens = max_tokens or self.max_tokens
         temp = self.temperature if temperature is None else temperature
+        schema = [local_tools.schema(t) for t in tools] or None
 
         def make() -> Iterator[Any]:
-            return self._stream(payload, tokens, temp)
+            return self._stream(payload, tokens, temp, schema)
 
         loop = asyncio.get_running_loop()
         lock = self._turn_locks.setdefault(loop, asyncio.Lock())
