@@ -13,7 +13,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -25,8 +25,7 @@ from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.services import Services
 from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.tools import ToolBox, default_toolbox
-from voxloop.transport import rest
-from voxloop.transport.ws import serve_websocket
+from voxloop.transport import endpoints, rest
 
 log = logging.getLogger("voxloop")
 
@@ -168,10 +167,7 @@ def create_app(
         )
 
     app.include_router(rest.router)
-
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, app.state.services)
+    app.include_router(endpoints.router)
 
     # The browser app: static files, no build step. Mounted last so the routes above win.
     app.mount("/", _AppFiles(directory=WEB_DIR, html=True), name="web")

@@ -267,6 +267,17 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
 
 
+class TwilioSettings(BaseModel):
+    public_url: str | None = Field(
+        None,
+        description="the server's public https:// base URL as Twilio reaches it; the TwiML "
+        "points Twilio at its wss://.../twilio/media (default: the request's own host)",
+    )
+    auth_token: SecretStr | None = Field(
+        None, description="checks X-Twilio-Signature on /twilio/voice when set; never logged"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VOXLOOP_",
@@ -295,6 +306,10 @@ class Settings(BaseSettings):
     persona: PersonaSettings = PersonaSettings()
     store: StoreSettings = StoreSettings()
     tools: ToolSettings = ToolSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    ws_profile: Literal["voxloop", "realtime-ai"] = Field(
+        "voxloop", description="the protocol /ws speaks when the URL names none (?profile=)"
+    )
 
     @classmethod
     def settings_customise_sources(

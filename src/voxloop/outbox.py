@@ -19,6 +19,7 @@ class OutMessage:
     json: dict[str, Any] | None = None
     audio: bytes | None = None
     turn_id: int | None = None
+    sentence: int | None = None  # audio: which sentence of the reply it belongs to
 
     @property
     def nbytes(self) -> int:
@@ -40,8 +41,8 @@ class Outbox:
         self._data.append(OutMessage(json=payload, turn_id=payload.get("turn_id")))
         self._ready.set()
 
-    def audio(self, pcm: bytes, turn_id: int) -> None:
-        self._data.append(OutMessage(audio=pcm, turn_id=turn_id))
+    def audio(self, pcm: bytes, turn_id: int, sentence: int | None = None) -> None:
+        self._data.append(OutMessage(audio=pcm, turn_id=turn_id, sentence=sentence))
         self._ready.set()
 
     def drop_turn(self, turn_id: int, keep_events: frozenset[str] = frozenset()) -> int:
@@ -106,12 +107,12 @@ class HeldOutbox:
     def data(self, payload: dict[str, Any]) -> None:
         self._put("data", payload, None)
 
-    def audio(self, pcm: bytes, turn_id: int) -> None:
-        self._put("audio", pcm, turn_id)
+    def audio(self, pcm: bytes, turn_id: int, sentence: int | None = None) -> None:
+        self._put("audio", (pcm, sentence), turn_id)
 
     def drop_turn(self, turn_id: int, keep_events: frozenset[str] = frozenset()) -> int:
         if self._held is not None:
-            dropped = sum(len(p) for k, p, _ in self._held if k == "audio")  # type: ignore[arg-type]
+            dropped = sum(len(p[0]) for k, p, _ in self._held if k == "audio")  # type: ignore[index]
             self._held = []
             return dropped
         return self._target.drop_turn(turn_id, keep_events)
@@ -132,7 +133,8 @@ class HeldOutbox:
 
     def _forward(self, kind: str, payload: object, turn_id: int | None) -> None:
         if kind == "audio":
-            self._target.audio(payload, turn_id)  # type: ignore[arg-type]
+            pcm, sentence = payload  # type: ignore[misc]
+            self._target.audio(pcm, turn_id, sentence)  # type: ignore[arg-type]
         elif kind == "control":
             self._target.control(payload)  # type: ignore[arg-type]
         else:

@@ -490,5 +490,5 @@ class Reply:
             self._pruned += 1
         if self.on_audio is not None:
             self.on_audio(pcm, rate, start)
-        self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id)
+        self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id, sentence)
         return True

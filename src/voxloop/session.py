@@ -72,6 +72,7 @@ class Session:
         self.barge_in = turns.barge_in
         self.end_of_turn_silence_s = turns.end_of_turn_silence_s
         self._provisional_id = new_session_id()  # until 'start' names or creates one
+        self.output_rate = services.tts.sample_rate  # the client may ask for another
         services.live_sessions.add(self)
 
     @property
@@ -165,13 +166,14 @@ class Session:
             self._set_voice(msg.voice)
         self.turn_counter = max(self.turn_counter, self.state.last_turn_id)
         self._not_started_reported = False
+        self.output_rate = msg.output_sample_rate or svc.tts.sample_rate
         self.listener.start(msg.sample_rate)
         self.spawn(self.listener.run(self._on_heard), "vad")
         self.outbox.control(
             self.event(
                 "session",
                 input=p.audio_format(msg.sample_rate),
-                output=p.audio_format(svc.tts.sample_rate),
+                output=p.audio_format(self.output_rate),
                 resumed=resumed,
                 turns=len(self.state.history.turns),
                 options=self.options(),
@@ -373,7 +375,7 @@ class Session:
         settings = self.services.settings
         config = ReplyConfig(
             system_prompt=self.state.system_prompt(),
-            output_sample_rate=self.services.tts.sample_rate,
+            output_sample_rate=self.output_rate,
             lead_s=settings.session.output_lead_s,
             synth_ahead=settings.session.synth_ahead,
             early_first_clause=settings.session.early_first_clause and not self.sequential,

@@ -35,6 +35,7 @@ class _Msg(BaseModel):
 class Start(_Msg):
     type: Literal["start"] = "start"
     sample_rate: int = DEFAULT_RATE
+    output_sample_rate: int | None = None  # default: the TTS's own rate
     session_id: str | None = Field(None, max_length=128)
     user_id: str | None = Field(None, max_length=128)
     voice: str | None = Field(None, max_length=256)
@@ -117,12 +118,15 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
             f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}" for e in exc.errors()
         )
         raise ProtocolError("bad_message", f"invalid {name!r} message: {problems}") from None
-    if isinstance(msg, Start) and msg.sample_rate not in SUPPORTED_RATES:
-        rates = ", ".join(map(str, SUPPORTED_RATES))
-        raise ProtocolError(
-            "unsupported_sample_rate",
-            f"sample_rate {msg.sample_rate} is not supported; use one of {rates}",
-        )
+    if isinstance(msg, Start):
+        for name in ("sample_rate", "output_sample_rate"):
+            rate = getattr(msg, name)
+            if rate is not None and rate not in SUPPORTED_RATES:
+                rates = ", ".join(map(str, SUPPORTED_RATES))
+                raise ProtocolError(
+                    "unsupported_sample_rate",
+                    f"{name} {rate} is not supported; use one of {rates}",
+                )
     return msg  # type: ignore[return-value]
 
 
