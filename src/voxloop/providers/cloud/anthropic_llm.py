@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 from voxloop.config import Settings
-from voxloop.errors import MissingDependencyError, ProviderCallError
+from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
-from voxloop.providers.cloud.base import RemoteLLM
+from voxloop.providers.cloud.base import RemoteLLM, sdk_error
 
 
 def to_anthropic(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -145,35 +145,8 @@ class AnthropicLLM(RemoteLLM):
                         elif delta.type == "input_json_delta" and event.index in calls:
                             calls[event.index][2] += delta.partial_json
                     # message_start, ping, content_block_stop, message_delta: nothing to say
-        except sdk.APIStatusError as exc:
-            status = exc.status_code
-            retry_after = exc.response.headers.get("retry-after")
-            raise ProviderCallError(
-                f"Anthropic answered {status}: {exc.message}",
-                retryable=status == 429 or status >= 500,
-                status=status,
-                retry_after_s=float(retry_after) if _is_number(retry_after) else None,
-            ) from exc
-        except (sdk.APIConnectionError, sdk.APITimeoutError) as exc:
-            raise ProviderCallError(f"Anthropic connection failed: {exc}", retryable=True) from exc
-        except sdk.APIError as exc:  # e.g. an error event inside the stream ("overloaded")
-            raise ProviderCallError(f"Anthropic stream failed: {exc}", retryable=True) from exc
-        except ValueError as exc:  # a chunk that is not JSON
-            raise ProviderCallError(
-                f"Anthropic sent a malformed stream: {exc}", retryable=False
-            ) from exc
-        except Exception as exc:  # the SDK's HTTP layer: a connection dropped mid-stream...
-            raise ProviderCallError(
-                f"Anthropic stream failed: {type(exc).__name__}: {exc}", retryable=True
-            ) from exc
+        except Exception as exc:
+            raise sdk_error(exc, sdk, "Anthropic") from exc
         for index in sorted(calls):
             call_id, name, arguments = calls[index]
             yield ToolCall(call_id, name, arguments or "{}")
-
-
-def _is_number(value: str | None) -> bool:
-    try:
-        float(value or "")
-    except ValueError:
-        return False
-    return True

@@ -10,6 +10,7 @@ from typing import Any
 
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
+from voxloop.errors import ProviderCallError
 from voxloop.providers.base import Capabilities, LLMProvider, Message
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
@@ -93,3 +94,35 @@ class RemoteLLM(LLMProvider):
             breaker=self.breaker,
             clock=self.clock,
         )
+
+
+def sdk_error(exc: Exception, sdk: Any, where: str) -> ProviderCallError:
+    """An exception from a vendor SDK (OpenAI's and Anthropic's share their error classes)
+    as a `ProviderCallError` that says whether a retry makes sense."""
+    if isinstance(exc, ProviderCallError):
+        return exc
+    if isinstance(exc, sdk.APIStatusError):
+        status = exc.status_code
+        return ProviderCallError(
+            f"{where} answered {status}: {exc.message}",
+            retryable=status == 429 or status >= 500,
+            status=status,
+            retry_after_s=_seconds(exc.response.headers.get("retry-after")),
+        )
+    if isinstance(exc, sdk.APIConnectionError | sdk.APITimeoutError):
+        return ProviderCallError(f"connection to {where} failed: {exc}", retryable=True)
+    if isinstance(exc, sdk.APIError):  # an error event inside the stream ("overloaded")
+        return ProviderCallError(f"{where}: the stream failed: {exc}", retryable=True)
+    if isinstance(exc, ValueError):  # a chunk that is not JSON
+        return ProviderCallError(f"{where} sent a malformed stream chunk: {exc}", retryable=False)
+    # The SDK's HTTP layer lets some errors through: a connection dropped mid-stream...
+    return ProviderCallError(
+        f"connection to {where} failed: {type(exc).__name__}: {exc}", retryable=True
+    )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the backoff decides instead

@@ -1,5 +1,6 @@
 """OpenAI's speech endpoints (and compatible servers): transcription for STT, speech for
-TTS, over httpx, with the same retries, timeouts and breaker as the LLM adapters.
+TTS, through the official `openai` SDK (its own retries off), with the same retries,
+timeouts and breaker as the LLM adapters.
 
 - STT (`/audio/transcriptions`) is a batch API: the utterance is sent once, at its end,
   as a WAV file; there are no partial transcripts.
@@ -18,7 +19,7 @@ import numpy as np
 
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
-from voxloop.errors import MissingDependencyError, ProviderCallError
+from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import (
     AudioChunk,
     Capabilities,
@@ -27,7 +28,7 @@ from voxloop.providers.base import (
     Transcript,
     TTSProvider,
 )
-from voxloop.providers.cloud.openai_llm import _status_error
+from voxloop.providers.cloud.base import sdk_error
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
 DEFAULT_URL = "https://api.openai.com/v1"
@@ -35,21 +36,22 @@ SPEECH_RATE = 24000  # what `response_format=pcm` returns
 
 
 class _OpenAIAudio:
-    """The HTTP client, key, retry policy and breaker both adapters share."""
+    """The SDK client, retry policy and breaker both adapters share."""
 
     def __init__(
         self, base_url: str, api_key: str | None, policy: RetryPolicy, clock: Clock | None
     ) -> None:
         try:
-            import httpx
+            import openai
         except ImportError as exc:
             raise MissingDependencyError(
-                "OpenAI speech needs httpx: pip install 'voxloop[cloud]'"
+                "OpenAI speech needs the openai package: pip install 'voxloop[cloud]'"
             ) from exc
-        self.httpx = httpx
+        self.sdk = openai
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0))
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key or "no-key", base_url=self.base_url, max_retries=0, timeout=30.0
+        )
         self.policy = policy
         self.clock = clock or RealClock()
         self.breaker = CircuitBreaker(clock=self.clock)
@@ -63,11 +65,6 @@ class _OpenAIAudio:
             idle_timeout_s=stage.timeout_s,
         )
         return {"base_url": stage.base_url or DEFAULT_URL, "api_key": key, "policy": policy}
-
-    def connection_error(self, exc: Exception, url: str) -> ProviderCallError:
-        return ProviderCallError(
-            f"connection to {url} failed: {type(exc).__name__}: {exc}", retryable=True
-        )
 
     def stream(self, make, name: str):
         return resilient_stream(
@@ -127,23 +124,17 @@ class OpenAISTT(STTProvider):
             yield Transcript(text.strip(), is_final=True, language=self.language)
 
     async def _post(self, wav: bytes) -> AsyncIterator[str]:
-        data = {"model": self.model, "response_format": "json"}
-        if self.language:
-            data["language"] = self.language
+        extra = {"language": self.language} if self.language else {}
         try:
-            response = await self.http.client.post(
-                self.url, data=data, files={"file": ("utterance.wav", wav, "audio/wav")}
+            result = await self.http.client.audio.transcriptions.create(
+                model=self.model,
+                file=("utterance.wav", wav, "audio/wav"),
+                response_format="json",
+                **extra,
             )
-        except self.http.httpx.TransportError as exc:
-            raise self.http.connection_error(exc, self.url) from exc
-        if response.status_code != 200:
-            raise _status_error(response, response.content[:300])
-        try:
-            yield str(response.json()["text"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderCallError(
-                f"{self.url} sent an unexpected answer: {response.text[:120]!r}", retryable=False
-            ) from exc
+        except Exception as exc:
+            raise sdk_error(exc, self.http.sdk, self.url) from exc
+        yield str(result.text)
 
 
 class OpenAITTS(TTSProvider):
@@ -188,16 +179,15 @@ class OpenAITTS(TTSProvider):
 
     async def _speech(self, body: dict) -> AsyncIterator[AudioChunk]:
         carry = b""
+        speech = self.http.client.audio.speech.with_streaming_response
         try:
-            async with self.http.client.stream("POST", self.url, json=body) as response:
-                if response.status_code != 200:
-                    raise _status_error(response, (await response.aread())[:300])
-                async for data in response.aiter_bytes():
+            async with speech.create(**body) as response:
+                async for data in response.iter_bytes():
                     data = carry + data
                     whole = len(data) - len(data) % 2  # a sample may straddle two chunks
                     carry = data[whole:]
                     if whole:
                         pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
                         yield AudioChunk(pcm, SPEECH_RATE)
-        except self.http.httpx.TransportError as exc:
-            raise self.http.connection_error(exc, self.url) from exc
+        except Exception as exc:
+            raise sdk_error(exc, self.http.sdk, self.url) from exc

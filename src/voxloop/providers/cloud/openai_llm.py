@@ -1,22 +1,21 @@
 """Any OpenAI-compatible chat-completions endpoint: OpenAI, Groq, xAI, DeepSeek, Ollama,
-vLLM, llama.cpp's server... Streams server-sent events over httpx; no SDK needed.
+vLLM, llama.cpp's server... through the official `openai` SDK, streamed.
 
-Errors become `ProviderCallError`s that say whether a retry makes sense (429, 5xx, a
-dropped connection) or not (any other 4xx: a bad key or model name will not get better).
-Retries, timeouts and the circuit breaker come from `resilience.py`. The key is sent as a
-bearer token and never logged.
+The SDK's own retries are off: `resilience.py` retries (429, 5xx, a dropped connection;
+never any other 4xx: a bad key or model name will not get better), times out and trips
+the breaker the same way for every remote provider. The key goes to the SDK as a bearer
+token and is never logged.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 from voxloop.config import Settings
-from voxloop.errors import MissingDependencyError, ProviderCallError
+from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
-from voxloop.providers.cloud.base import RemoteLLM
+from voxloop.providers.cloud.base import RemoteLLM, sdk_error
 
 
 class OpenAICompatibleLLM(RemoteLLM):
@@ -26,15 +25,17 @@ class OpenAICompatibleLLM(RemoteLLM):
     def __init__(self, *, base_url: str, api_key: str | None = None, **common: Any) -> None:
         super().__init__(**common)
         try:
-            import httpx
+            import openai
         except ImportError as exc:
             raise MissingDependencyError(
-                "the OpenAI-compatible LLM needs httpx: pip install 'voxloop[cloud]'"
+                "the OpenAI-compatible LLM needs the openai package: pip install 'voxloop[cloud]'"
             ) from exc
+        self._sdk = openai
         self.url = base_url.rstrip("/") + "/chat/completions"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0))
-        self._httpx = httpx
+        # Local servers (Ollama, vLLM, llama.cpp) need no key; the SDK insists on one.
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or "no-key", base_url=base_url, max_retries=0, timeout=30.0
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -85,78 +86,28 @@ class OpenAICompatibleLLM(RemoteLLM):
         ]
         return self._resilient(request)
 
-    async def _stream(self, body: dict) -> AsyncIterator[str | ToolCall]:
-        httpx = self._httpx
-        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces, by index
+    async def _stream(self, request: dict) -> AsyncIterator[str | ToolCall]:
+        calls: dict[int, list[str]] = {}  # tool calls arrive in pieces, by index: id, name, args
         try:
-            async with self._client.stream("POST", self.url, json=body) as response:
-                if response.status_code != 200:
-                    raise _status_error(response, (await response.aread())[:300])
-                async for line in response.aiter_lines():
-                    delta = _parse_sse(line, self.url)
-                    if delta is _DONE:
-                        break
-                    if not isinstance(delta, dict):
-                        continue
-                    if delta.get("content"):
-                        yield delta["content"]
-                    for piece in delta.get("tool_calls") or []:
-                        call = calls.setdefault(
-                            piece.get("index", 0), {"id": "", "name": "", "args": ""}
-                        )
-                        function = piece.get("function") or {}
-                        call["id"] = piece.get("id") or call["id"]
-                        call["name"] = function.get("name") or call["name"]
-                        call["args"] += function.get("arguments") or ""
-        except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-            raise ProviderCallError(
-                f"connection to {self.url} failed: {type(exc).__name__}: {exc}", retryable=True
-            ) from exc
+            stream = await self._client.chat.completions.create(**request)
+            async with stream:
+                async for chunk in stream:
+                    if not chunk.choices:
+                        continue  # e.g. a final usage-only chunk
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        yield delta.content
+                    for piece in delta.tool_calls or []:
+                        call = calls.setdefault(piece.index or 0, ["", "", ""])
+                        function = piece.function
+                        call[0] = piece.id or call[0]
+                        call[1] = (function.name if function else None) or call[1]
+                        call[2] += (function.arguments if function else None) or ""
+        except Exception as exc:
+            raise sdk_error(exc, self._sdk, f"OpenAI-compatible LLM at {self.url}") from exc
         for index in sorted(calls):
-            call = calls[index]
-            yield ToolCall(call["id"] or f"call_{index}", call["name"], call["args"])
-
-
-_DONE = object()
-
-
-def _parse_sse(line: str, url: str) -> dict | object | None:
-    """One line of the event stream: the chunk's delta, `_DONE`, or None (nothing)."""
-    line = line.strip()
-    if not line.startswith("data:"):
-        return None  # blank separators, comments, other SSE fields
-    data = line[5:].strip()
-    if data == "[DONE]":
-        return _DONE
-    try:
-        chunk = json.loads(data)
-        choices = chunk.get("choices") or []
-        if not choices:
-            return None  # e.g. a final usage-only chunk
-        delta = choices[0].get("delta") or {}
-        if not isinstance(delta, dict):
-            raise TypeError("delta is not an object")
-        return delta
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ProviderCallError(
-            f"{url} sent a malformed stream chunk: {data[:120]!r}", retryable=False
-        ) from exc
-
-
-def _status_error(response, body: bytes) -> ProviderCallError:
-    status = response.status_code
-    retry_after = response.headers.get("retry-after")
-    try:
-        seconds = float(retry_after) if retry_after is not None else None
-    except ValueError:
-        seconds = None
-    text = body.decode("utf-8", "replace").strip()
-    return ProviderCallError(
-        f"{response.url} answered {status}: {text}",
-        retryable=status == 429 or status >= 500,
-        status=status,
-        retry_after_s=seconds,
-    )
+            call_id, name, arguments = calls[index]
+            yield ToolCall(call_id or f"call_{index}", name, arguments)
 
 
 def _message(m: Message) -> dict[str, Any]:
