@@ -39,7 +39,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
     "stt": {
         "whisper": Entry("voxloop.providers.local.whisper_stt:WhisperSTT", "local"),
         "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAISTT", "cloud"),
-        "deepgram": Entry("voxloop.providers.cloud.deepgram:DeepgramSTT", "cloud"),
+        "deepgram": Entry("voxloop.providers.cloud.deepgram_listen:DeepgramSTT", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeSTT"),
     },
     "llm": {

@@ -12,6 +12,7 @@ from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import Capabilities, LLMProvider, Message
+from voxloop.providers.cloud.http import retry_after_s
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
 
@@ -107,7 +108,7 @@ def sdk_error(exc: Exception, sdk: Any, where: str) -> ProviderCallError:
             f"{where} answered {status}: {exc.message}",
             retryable=status == 429 or status >= 500,
             status=status,
-            retry_after_s=_seconds(exc.response.headers.get("retry-after")),
+            retry_after_s=retry_after_s(exc.response.headers.get("retry-after")),
         )
     if isinstance(exc, sdk.APIConnectionError | sdk.APITimeoutError):
         return ProviderCallError(f"connection to {where} failed: {exc}", retryable=True)
@@ -119,10 +120,3 @@ def sdk_error(exc: Exception, sdk: Any, where: str) -> ProviderCallError:
     return ProviderCallError(
         f"connection to {where} failed: {type(exc).__name__}: {exc}", retryable=True
     )
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: the backoff decides instead

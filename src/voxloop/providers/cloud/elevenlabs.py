@@ -23,12 +23,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
-import numpy as np
-
 from voxloop.clock import Clock, RealClock
 from voxloop.config import ConfigError, Settings
 from voxloop.errors import MissingDependencyError, ProviderCallError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
+from voxloop.providers.cloud.http import pcm_chunks, retry_after_s
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
 if TYPE_CHECKING:
@@ -117,18 +116,12 @@ class ElevenLabsTTS(TTSProvider):
 
     async def _speech(self, body: dict[str, str]) -> AsyncIterator[AudioChunk]:
         params = {"output_format": f"pcm_{self.sample_rate}"}
-        carry = b""
         try:
             async with self.client.stream("POST", self.url, params=params, json=body) as response:
                 if response.status_code != 200:
                     raise self._status_error(response, (await response.aread())[:2000])
-                async for data in response.aiter_bytes():
-                    data = carry + data
-                    whole = len(data) - len(data) % 2  # a sample may straddle two chunks
-                    carry = data[whole:]
-                    if whole:
-                        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
-                        yield AudioChunk(pcm, self.sample_rate)
+                async for chunk in pcm_chunks(response.aiter_bytes(), self.sample_rate):
+                    yield chunk
         except self._httpx.TransportError as exc:
             raise ProviderCallError(
                 self._scrub(f"connection to {self.url} failed: {type(exc).__name__}: {exc}"),
@@ -139,16 +132,11 @@ class ElevenLabsTTS(TTSProvider):
         """429 and 5xx are worth retrying; any other status (401 bad key, 400 bad voice or
         text, 422 bad request) will not get better by asking again."""
         status = response.status_code
-        retry_after = response.headers.get("retry-after")
-        try:
-            seconds = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            seconds = None  # an HTTP date: the backoff decides instead
         return ProviderCallError(
             self._scrub(f"ElevenLabs at {self.url} answered {status}: {vendor_detail(body)}"),
             retryable=status == 429 or status >= 500,
             status=status,
-            retry_after_s=seconds,
+            retry_after_s=retry_after_s(response.headers.get("retry-after")),
         )
 
     def _scrub(self, message: str) -> str:

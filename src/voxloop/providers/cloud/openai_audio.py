@@ -29,6 +29,7 @@ from voxloop.providers.base import (
     TTSProvider,
 )
 from voxloop.providers.cloud.base import sdk_error
+from voxloop.providers.cloud.http import pcm_chunks
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
 DEFAULT_URL = "https://api.openai.com/v1"
@@ -178,16 +179,10 @@ class OpenAITTS(TTSProvider):
         return self.http.stream(lambda: self._speech(body), f"TTS at {self.url}")
 
     async def _speech(self, body: dict) -> AsyncIterator[AudioChunk]:
-        carry = b""
         speech = self.http.client.audio.speech.with_streaming_response
         try:
             async with speech.create(**body) as response:
-                async for data in response.iter_bytes():
-                    data = carry + data
-                    whole = len(data) - len(data) % 2  # a sample may straddle two chunks
-                    carry = data[whole:]
-                    if whole:
-                        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
-                        yield AudioChunk(pcm, SPEECH_RATE)
+                async for chunk in pcm_chunks(response.iter_bytes(), SPEECH_RATE):
+                    yield chunk
         except Exception as exc:
             raise sdk_error(exc, self.http.sdk, self.url) from exc
