@@ -38,6 +38,9 @@ MAX_TOOL_ROUNDS = 3  # tool calls, results, ask again: at most this many times a
 KEEP_PLAYED_S = 3.0  # samples kept this long after they play, in case a pause must replay them
 
 
+TEXT_EVENTS = frozenset({"llm_status", "llm_response", "tool_calls"})
+
+
 @dataclass
 class ReplyConfig:
     system_prompt: str
@@ -178,7 +181,8 @@ class Reply:
         self._replay.extendleft(reversed(unheard))
         self._reported_ms = None
         self._play_end = self.clock.now()
-        dropped = self.outbox.drop_turn(self.turn_id)
+        # Only the audio goes: the reply may carry on, and its text events still count.
+        dropped = self.outbox.drop_turn(self.turn_id, keep_events=TEXT_EVENTS)
         self.outbox.control(
             event("tts_stop", self.session_id, self.turn_id, reason="paused", dropped_bytes=dropped)
         )
@@ -443,6 +447,11 @@ class Reply:
                     pcm = chunk.pcm
                 for start in range(0, len(pcm), frame):
                     await self._send(index, pcm[start : start + frame], rate)
+            if resampler is not None:  # the filter's tail: the sentence's last few ms
+                tail = resampler.push(np.zeros(0, np.int16), last=True)
+                resampler = None
+                if len(tail):
+                    await self._send(index, tail, rate)
 
     async def _send(self, sentence: int, pcm: np.ndarray, rate: int) -> None:
         await self._replay_unheard(rate)
