@@ -69,6 +69,23 @@ def test_session_event_describes_the_audio_formats(client):
         assert session["session_id"]
 
 
+def test_the_client_may_ask_for_another_output_rate(client):
+    with client.websocket_connect("/ws") as ws:
+        session = start(ws, output_sample_rate=8000)
+        assert session["output"]["sample_rate"] == 8000
+        ws.send_json({"type": "text", "content": "Hi"})
+        seen = receive_until(ws, "tts_end")
+        started = next(m for m in seen if isinstance(m, dict) and m["type"] == "tts_start")
+        assert started["sample_rate"] == 8000
+        samples = sum(len(m) for m in seen if isinstance(m, bytes)) // 2
+        spoken = len("Paris is the capital of France.") * 0.005  # FakeTTS: 5 ms per char
+        assert abs(samples - spoken * 8000) <= 8  # resampled 16 → 8 kHz, nothing lost
+    with client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "output_sample_rate": 11025})
+        error = receive_until(ws, "error")[-1]
+        assert error["code"] == "unsupported_sample_rate" and "output_sample_rate" in error["message"]
+
+
 def test_text_turn_round_trip(client):
     with client.websocket_connect("/ws") as ws:
         sid = start(ws)["session_id"]
