@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,9 @@ class Session:
         self.listener.echo = EchoGate() if turns.echo_suppression else None
         self._echo_resampler: StreamResampler | None = None
         self.barge_in = turns.barge_in
+        # A transport that reports the VAD itself (the OpenAI Realtime API's speech_started
+        # and speech_stopped) hears what the session heard, once the session has acted on it.
+        self.on_heard: Callable[[Heard, Utterance | None], None] | None = None
         self.end_of_turn_silence_s = turns.end_of_turn_silence_s
         self._provisional_id = new_session_id()  # until 'start' names or creates one
         self.output_rate = services.tts.sample_rate  # the client may ask for another
@@ -294,6 +298,8 @@ class Session:
         elif heard is Heard.ENDED and utt is not None:
             self._wait_normally()
             self.spawn(self._finish_utterance(utt), "turn-end")
+        if self.on_heard is not None and heard is not Heard.SPEECH:
+            self.on_heard(heard, utt or self.listener.utterance)
 
     def _on_partial(self, turn_id: int, text: str) -> None:
         self.outbox.data(self.event("partial_transcript", turn_id, text=text))

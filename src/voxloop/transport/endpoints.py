@@ -71,9 +71,12 @@ async def twilio_media(websocket: WebSocket) -> None:
 async def realtime(websocket: WebSocket) -> None:
     """The OpenAI Realtime API's WebSocket (the subset a voice client needs)."""
     from voxloop.transport.realtime import RealtimeProfile
+    from voxloop.transport.realtime_events import wants_beta
 
-    offered = websocket.headers.get("sec-websocket-protocol", "")
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
     # OpenAI's browser clients offer "realtime" (plus a key as a subprotocol); echo it.
-    subprotocol = "realtime" if "realtime" in [p.strip() for p in offered.split(",")] else None
-    profile = RealtimeProfile(model=websocket.query_params.get("model"))
+    subprotocol = "realtime" if "realtime" in offered else None
+    # Beta clients (OpenAI-Beta: realtime=v1) get the beta event names; others the GA ones.
+    beta = wants_beta(websocket.headers.get("openai-beta", ""), offered)
+    profile = RealtimeProfile(model=websocket.query_params.get("model"), beta=beta)
     await serve_websocket(websocket, websocket.app.state.services, profile, subprotocol)
