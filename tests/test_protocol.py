@@ -79,7 +79,8 @@ def test_the_client_may_ask_for_another_output_rate(client):
         assert started["sample_rate"] == 8000
         samples = sum(len(m) for m in seen if isinstance(m, bytes)) // 2
         spoken = len("Paris is the capital of France.") * 0.005  # FakeTTS: 5 ms per char
-        assert abs(samples - spoken * 8000) <= 8  # resampled 16 → 8 kHz, nothing lost
+        # Resampled 16 → 8 kHz: nothing lost, and at most the filter's 5 ms tail more.
+        assert 0 <= samples - spoken * 8000 <= 40
     with client.websocket_connect("/ws") as ws:
         ws.send_json({"type": "start", "output_sample_rate": 11025})
         error = receive_until(ws, "error")[-1]

@@ -185,12 +185,13 @@ def ask(
     _guarded(body)
 
 
+DEFAULT_TALK_URL = "ws://127.0.0.1:8000/ws"
+
+
 @app.command()
 def talk(
     file: Annotated[Path, typer.Argument(help="the question, as a wav/flac/ogg/mp3 file")],
-    url: Annotated[str, typer.Option(help="the server's WebSocket URL")] = (
-        "ws://127.0.0.1:8000/ws"
-    ),
+    url: Annotated[str, typer.Option(help="the server's WebSocket URL")] = DEFAULT_TALK_URL,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="save the agent's audio here")
     ] = None,
@@ -203,22 +204,41 @@ def talk(
         str | None, typer.Option(help="resume this session (its history and persona)")
     ] = None,
     persona: Annotated[str | None, typer.Option(help="a system prompt for the agent")] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="the wire protocol: voxloop, twilio (a phone call), realtime (the OpenAI "
+            "Realtime API) or realtime-ai; the URL defaults to that profile's endpoint"
+        ),
+    ] = "voxloop",
 ) -> None:
     """Talk to a running server: stream FILE in real time, print and save the reply."""
 
     def body() -> None:
+        from urllib.parse import urlsplit
+
         from voxloop.audio import write_wav
         from voxloop.client import talk as run_talk
+        from voxloop.wires import WIRES
 
+        if profile not in WIRES:
+            _fail(f"unknown profile {profile!r}; known: {', '.join(WIRES)}")
+            return
+        target = url
+        parts = urlsplit(url)
+        if profile != "voxloop" and parts.path in ("", "/", "/ws") and not parts.query:
+            # The server's address (or its /ws): the profile's own endpoint on it.
+            target = f"{parts.scheme}://{parts.netloc}{WIRES[profile].path}"
         try:
             result = asyncio.run(
                 run_talk(
-                    url,
+                    target,
                     file,
                     sample_rate=sample_rate,
                     timeout_s=timeout,
                     session_id=session_id,
                     persona=persona,
+                    profile=profile,
                 )
             )
         except OSError as exc:
@@ -257,8 +277,8 @@ def talk(
                 typer.echo(f"saved the reply audio to {output}")
         for err in result.errors:
             typer.echo(f"error: {err.get('code')}: {err.get('message')}", err=True)
-        if not result.reply:
-            raise typer.Exit(1)
+        if not result.reply and not (profile == "twilio" and result.audio):
+            raise typer.Exit(1)  # (a phone line carries no text: audio is the answer)
 
     _guarded(body)
 

@@ -9,7 +9,6 @@ audio in real time, and measures the latency figures on the client's own clock.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from voxloop.audio import float_to_pcm16, read_audio
+from voxloop.wires import WIRES
 
 FRAME_MS = 20
 
@@ -69,9 +69,13 @@ async def talk(
     realtime: bool = True,
     persona: str | None = None,
     session_id: str | None = None,
+    profile: str = "voxloop",
 ) -> TalkResult:
+    """Talk through one of the wire profiles (wires.py); the native one by default."""
     import websockets
 
+    wire = WIRES[profile](rate=sample_rate, persona=persona, session_id=session_id)
+    sample_rate = wire.rate
     audio, rate = read_audio(audio_path, target_rate=sample_rate)
     pcm = float_to_pcm16(audio).tobytes()
     frame_bytes = sample_rate * FRAME_MS // 1000 * 2
@@ -82,55 +86,58 @@ async def talk(
     done = asyncio.Event()
 
     async with websockets.connect(url, max_size=None, open_timeout=30) as ws:
-        start: dict[str, Any] = {"type": "start", "sample_rate": sample_rate}
-        if persona:
-            start["persona"] = persona
-        if session_id:
-            start["session_id"] = session_id
-        await ws.send(json.dumps(start))
+        for frame in wire.opening():
+            await ws.send(frame)
 
         async def receive() -> None:
             first_audio_at: float | None = None
             async for message in ws:
                 now = time.monotonic() - t0
-                if isinstance(message, bytes):
-                    marks["last_audio"] = now
-                    if first_audio_at is None:
-                        first_audio_at = now
-                        marks.setdefault("first_audio", now)
-                    result.audio.extend(message)
-                    played_ms = (now - first_audio_at) * 1000
-                    await ws.send(json.dumps({"type": "playback", "ms": played_ms}))
-                    continue
-                event = json.loads(message)
-                result.events.append((now, event))
-                kind = event.get("type")
-                if kind == "session":
-                    result.session_id = event["session_id"]
-                elif kind == "partial_transcript":
-                    marks.setdefault("first_partial", now)
-                    result.partials.append(event["text"])
-                elif kind == "final_transcript" and event.get("text"):
-                    marks.setdefault("final_transcript", now)
-                    result.transcript = event["text"]
-                elif kind == "llm_response":
-                    if event.get("delta"):
-                        marks.setdefault("first_token", now)
-                    if event.get("is_complete"):
-                        result.reply = event.get("content", "")
-                elif kind == "tts_start":
-                    result.audio_rate = int(event["sample_rate"])
-                elif kind == "metrics":
-                    result.server_metrics = event
-                    done.set()
-                elif kind == "error":
-                    result.errors.append(event)
+                events, answers = wire.read(message)
+                for frame in answers:
+                    await ws.send(frame)
+                for event in events:
+                    if isinstance(event, bytes):
+                        marks["last_audio"] = now
+                        if first_audio_at is None:
+                            first_audio_at = now
+                            marks.setdefault("first_audio", now)
+                        result.audio.extend(event)
+                        for frame in wire.played((now - first_audio_at) * 1000):
+                            await ws.send(frame)
+                    else:
+                        handle(now, event)
+
+        def handle(now: float, event: dict[str, Any]) -> None:
+            result.events.append((now, event))
+            kind = event.get("type")
+            if kind == "session":
+                result.session_id = event.get("session_id", "")
+            elif kind == "partial_transcript":
+                marks.setdefault("first_partial", now)
+                result.partials.append(event["text"])
+            elif kind == "final_transcript" and event.get("text"):
+                marks.setdefault("final_transcript", now)
+                result.transcript = event["text"]
+            elif kind == "llm_response":
+                if event.get("delta"):
+                    marks.setdefault("first_token", now)
+                if event.get("is_complete"):
+                    result.reply = event.get("content", "")
+            elif kind == "tts_start":
+                result.audio_rate = int(event["sample_rate"])
+            elif kind == "metrics":
+                result.server_metrics = event
+                done.set()
+            elif kind == "error":
+                result.errors.append(event)
 
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
         try:
             for i in range(0, len(pcm), frame_bytes):
-                await ws.send(pcm[i : i + frame_bytes])
+                for frame in wire.audio(pcm[i : i + frame_bytes]):
+                    await ws.send(frame)
                 if realtime:
                     await _pace(t0, (i + frame_bytes) / 2 / sample_rate)
             marks["audio_sent"] = time.monotonic() - t0
@@ -138,7 +145,8 @@ async def talk(
             sent_s = len(pcm) / 2 / sample_rate
             deadline = time.monotonic() + timeout_s
             while not done.is_set() and time.monotonic() < deadline:
-                await ws.send(silence)  # a live microphone keeps sending while we wait
+                for frame in wire.audio(silence):  # a live microphone keeps sending
+                    await ws.send(frame)
                 sent_s += FRAME_MS / 1000
                 await _pace(t0, sent_s)
                 if receiver.done():

@@ -17,7 +17,7 @@ from enum import Enum
 
 import numpy as np
 
-from voxloop.audio import StreamResampler
+from voxloop.audio import LOW_LATENCY, StreamResampler
 from voxloop.clock import Clock
 from voxloop.providers.base import STTProvider, Transcript, VADFrame, VADProvider
 from voxloop.turns import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
@@ -111,7 +111,7 @@ class Listener:
         return self.detector.current_speech_s
 
     def start(self, sample_rate: int) -> None:
-        self._resampler = StreamResampler(sample_rate, MODEL_RATE)
+        self._resampler = StreamResampler(sample_rate, MODEL_RATE, quality=LOW_LATENCY)
         self._samples_in = 0
         self._recent.clear()
         self._recent_samples = 0

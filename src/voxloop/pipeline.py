@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voxloop.audio import StreamResampler
+from voxloop.audio import LOW_LATENCY, StreamResampler
 from voxloop.clock import Clock
 from voxloop.history import History, TurnRecord
 from voxloop.metrics import TurnMetrics
@@ -441,7 +441,9 @@ class Reply:
             while (chunk := await chunks.get()) is not None:
                 if chunk.sample_rate != rate:
                     if resampler is None or resampler.from_rate != chunk.sample_rate:
-                        resampler = StreamResampler(chunk.sample_rate, rate, dtype="int16")
+                        resampler = StreamResampler(
+                            chunk.sample_rate, rate, dtype="int16", quality=LOW_LATENCY
+                        )
                     pcm = resampler.push(chunk.pcm)
                 else:
                     pcm = chunk.pcm

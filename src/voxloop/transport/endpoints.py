@@ -4,6 +4,8 @@ to the shared loop in ws.py."""
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import PlainTextResponse, Response
 
@@ -62,9 +64,16 @@ async def twilio_voice(request: Request) -> Response:
 
 @router.websocket("/twilio/media")
 async def twilio_media(websocket: WebSocket) -> None:
+    from starlette.websockets import WebSocketState
+
     from voxloop.transport.twilio import TwilioProfile
 
     await serve_websocket(websocket, websocket.app.state.services, TwilioProfile())
+    # Twilio's `stop` ends the loop with the socket still open: hang up properly (1000),
+    # not by dropping the connection.
+    if WebSocketState.CONNECTED == websocket.client_state == websocket.application_state:
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()
 
 
 @router.websocket("/v1/realtime")
