@@ -18,7 +18,7 @@ what the API models as one audio-in/audio-out model is a transcript in, a reply 
   resumes (more audio) or is cut.
 
 Both dialects are spoken: the GA names by default, the beta names (`response.audio.delta`
-…) when the client says `OpenAI-Beta: realtime=v1` (realtime_events.py). docs/realtime.md
+…) when the client says `OpenAI-Beta: realtime=v1` (realtime_events.py). docs/protocol.md
 lists, field by field, what is supported.
 """
 

@@ -284,7 +284,7 @@ def apply_session_update(cfg: SessionConfig, s: Any) -> tuple[SessionConfig, str
         if value is not _UNSET and (
             value is not None or name in ("transcription", "noise_reduction")
         ):
-            setattr(new, name, value)  # accepted and reported back; see docs/realtime.md
+            setattr(new, name, value)  # accepted and reported back; see docs/protocol.md
     voice = s.get("voice")
     if (v := _get(s, "audio", "output", "voice")) is not _UNSET:
         voice = v
