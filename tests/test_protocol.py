@@ -84,7 +84,8 @@ def test_the_client_may_ask_for_another_output_rate(client):
     with client.websocket_connect("/ws") as ws:
         ws.send_json({"type": "start", "output_sample_rate": 11025})
         error = receive_until(ws, "error")[-1]
-        assert error["code"] == "unsupported_sample_rate" and "output_sample_rate" in error["message"]
+        assert error["code"] == "unsupported_sample_rate"
+        assert "output_sample_rate" in error["message"]
 
 
 def test_text_turn_round_trip(client):

@@ -35,7 +35,9 @@ class SentenceSplitter:
         self.min_clause_words = min_clause_words
 
     def push(self, delta: str) -> list[str]:
-        self._buf += delta
+        # Leading whitespace is dropped as it arrives, as it is after each cut: whether a
+        # "1." starts the buffer (a list marker) must not depend on the token boundaries.
+        self._buf = (self._buf + delta).lstrip()
         out: list[str] = []
         while True:
             cut = self._find_boundary()

@@ -95,12 +95,20 @@ MESSAGE_TYPES: dict[str, type[_Msg]] = {
 }
 
 
-def parse_client_message(raw: str | bytes) -> ClientMessage:
-    """Parse one JSON text frame. The name may be under `type` or `command`."""
+def load_json(raw: str | bytes) -> Any:
+    """`json.loads` for untrusted text: every failure, nesting too deep for the parser's
+    recursion included, is a `bad_json` ProtocolError rather than a crash of the loop."""
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "malformed JSON: nested too deeply") from None
+
+
+def parse_client_message(raw: str | bytes) -> ClientMessage:
+    """Parse one JSON text frame. The name may be under `type` or `command`."""
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "a control message must be a JSON object")
     name = data.get("type", data.get("command"))

@@ -133,7 +133,7 @@ class RealtimeProfile(Profile):
         try:
             try:
                 data = json.loads(raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise RealtimeError("invalid_json", f"malformed JSON: {exc}") from None
             if not isinstance(data, dict):
                 raise RealtimeError("invalid_json", "a client event must be a JSON object")

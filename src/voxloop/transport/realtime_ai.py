@@ -1,5 +1,6 @@
 """The `realtime-ai` profile of `/ws`: the wire format of the realtime-ai voice clients,
-mapped onto the same session core as the native protocol (docs/realtime-ai.md).
+mapped onto the same session core as the native protocol (docs/protocol.md, "The
+`realtime-ai` profile").
 
 What differs from the native protocol:
 
@@ -107,6 +108,33 @@ def parse_client_frame(data: bytes) -> ClientFrame:
     return ClientFrame(timestamp_ms, flags, pcm)
 
 
+@dataclass(frozen=True)
+class ClearQueues:
+    """The client's `clear_queues`, which has no native message (see `_clear_queues`)."""
+
+
+def parse_control(raw: str | bytes) -> p.ClientMessage | ClearQueues:
+    """Parse one client control message (a JSON text frame); ProtocolError if malformed.
+    Pure, so the fuzzer and property tests can reach it without a session."""
+    data = p.load_json(raw)
+    if not isinstance(data, dict):
+        raise p.ProtocolError("bad_json", "a control message must be a JSON object")
+    name = data.get("type", data.get("command"))
+    if not isinstance(name, str):
+        raise p.ProtocolError("bad_message", "a control message needs a 'type'")
+    if name not in CONTROL_TYPES:
+        known = ", ".join(CONTROL_TYPES)
+        raise p.ProtocolError("unknown_type", f"unknown message type {name!r}; known: {known}")
+    if name == "clear_queues":
+        return ClearQueues()
+    fields: dict[str, Any] = {k: v for k, v in data.items() if k not in ("type", "command")}
+    if name == "start":
+        fields = {k: fields[k] for k in START_FIELDS if k in fields}
+        fields.update(sample_rate=SAMPLE_RATE, output_sample_rate=SAMPLE_RATE)
+    # The native parser validates the fields and words the errors.
+    return p.parse_client_message(json.dumps({**fields, "type": name}))
+
+
 def server_frame(request_id: int, seq: int, timestamp_ms: int, pcm: bytes) -> bytes:
     """`[u32 request id][u32 chunk seq][u32 timestamp ms]` then the PCM (values wrap)."""
     return SERVER_HEADER.pack(request_id & U32, seq & U32, timestamp_ms & U32) + pcm
@@ -169,27 +197,11 @@ class RealtimeAIProfile(Profile):
         return []
 
     async def _control(self, session: Session, raw: str) -> None:
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise p.ProtocolError("bad_json", f"malformed JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise p.ProtocolError("bad_json", "a control message must be a JSON object")
-        name = data.get("type", data.get("command"))
-        if not isinstance(name, str):
-            raise p.ProtocolError("bad_message", "a control message needs a 'type'")
-        if name not in CONTROL_TYPES:
-            known = ", ".join(CONTROL_TYPES)
-            raise p.ProtocolError("unknown_type", f"unknown message type {name!r}; known: {known}")
-        if name == "clear_queues":
+        msg = parse_control(raw)
+        if isinstance(msg, ClearQueues):
             await self._clear_queues(session)
-            return
-        fields: dict[str, Any] = {k: v for k, v in data.items() if k not in ("type", "command")}
-        if name == "start":
-            fields = {k: fields[k] for k in START_FIELDS if k in fields}
-            fields.update(sample_rate=SAMPLE_RATE, output_sample_rate=SAMPLE_RATE)
-        # The native parser validates the fields and words the errors.
-        await session.handle(p.parse_client_message(json.dumps({**fields, "type": name})))
+        else:
+            await session.handle(msg)
 
     async def _clear_queues(self, session: Session) -> None:
         """Cut the reply and drop its queued audio, like `interrupt` but without its

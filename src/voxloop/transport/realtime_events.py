@@ -238,6 +238,12 @@ def apply_session_update(cfg: SessionConfig, s: Any) -> tuple[SessionConfig, str
         )
     for param in ("modalities", "output_modalities"):
         modes = s.get(param)
+        if modes is not None and not isinstance(modes, list):
+            raise RealtimeError(
+                "invalid_value",
+                f"session.{param} must be a list, got {modes!r}",
+                f"session.{param}",
+            )
         if modes is not None and "audio" not in modes:
             raise RealtimeError(
                 "unsupported_value",

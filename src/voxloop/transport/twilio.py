@@ -86,7 +86,10 @@ def valid_signature(auth_token: str, url: str, params: Mapping[str, str], signat
 
 
 def _port_variants(url: str) -> list[str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed twilio.public_url: nothing to vary, and no match
+        return [url]
     default = {"https": "443", "http": "80"}.get(parts.scheme)
     host = parts.netloc
     if default is None or not host:
