@@ -13,19 +13,21 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
+from voxloop.gate import Gate
 from voxloop.logs import setup_logging
 from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.services import Services
 from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.tools import ToolBox, default_toolbox
 from voxloop.transport import endpoints, rest
+from voxloop.transport.endpoints import require_api_key
 
 log = logging.getLogger("voxloop")
 
@@ -133,6 +135,7 @@ def create_app(
 
     app = FastAPI(title="voxloop", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.gate = Gate(settings)  # capacity, rates, credentials (gate.py)
     app.state.ready = False
 
     @app.get("/healthz")
@@ -147,7 +150,7 @@ def create_app(
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(require_api_key)])
     async def metrics() -> Response:
         svc: Services = app.state.services
         return Response(
@@ -155,7 +158,7 @@ def create_app(
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
-    @app.get("/api/metrics/summary")
+    @app.get("/api/metrics/summary", dependencies=[Depends(require_api_key)])
     async def metrics_summary() -> JSONResponse:
         svc: Services = app.state.services
         return JSONResponse(
@@ -166,7 +169,7 @@ def create_app(
             }
         )
 
-    app.include_router(rest.router)
+    app.include_router(rest.router, dependencies=[Depends(require_api_key)])
     app.include_router(endpoints.router)
 
     # The browser app: static files, no build step. Mounted last so the routes above win.
@@ -194,5 +197,8 @@ def run_server(settings: Settings) -> None:
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
-        ws_max_size=4 * 1024 * 1024,  # over our 1 MiB frame limit, so we can answer politely
+        # Over the frame limit, so that we can answer politely up to there.
+        ws_max_size=max(4 << 20, 2 * settings.limits.max_frame_bytes),
+        ws_ping_interval=settings.limits.heartbeat_s,  # dead peers are dropped
+        ws_ping_timeout=settings.limits.heartbeat_s,
     )

@@ -80,7 +80,7 @@ class LLMSettings(BaseModel):
     model_path: Path | None = Field(None, description="any GGUF file; overrides the preset")
     n_ctx: int = Field(2048, ge=256)
     threads: int = Field(2, ge=1)
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, le=4096, description="the cap on a reply's length")
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     system_prompt: str = (
         "You are voxloop, a friendly voice assistant. Answer in one to three short spoken "
@@ -267,6 +267,52 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
 
 
+class AuthSettings(BaseModel):
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on when server.host is not a loopback address"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="keys for the REST API and POST /api/tokens"
+    )
+    token_secret: SecretStr | None = Field(
+        None,
+        description="signs session tokens; share it between workers (default: random per process)",
+    )
+    token_ttl_s: float = Field(300.0, gt=0, le=86_400, description="a session token's lifetime")
+    origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed besides the server's own, e.g. "
+        '["https://app.example.com"]; "*" allows any',
+    )
+
+
+class LimitSettings(BaseModel):
+    max_sessions: int = Field(50, ge=1, description="live sessions per process; more get 1013")
+    connections_per_ip_per_s: float = Field(
+        5.0, ge=0, description="new WebSocket connections per IP per second (0: no limit)"
+    )
+    connection_burst: int = Field(20, ge=1, description="connections an IP may open at once")
+    messages_per_ip_per_s: float = Field(
+        500.0, ge=0, description="frames per IP per second, all its connections (0: no limit)"
+    )
+    message_burst: int = Field(1000, ge=1)
+    max_frame_bytes: int = Field(
+        1 << 20, ge=1024, le=16 << 20, description="largest client frame, text or binary"
+    )
+    max_text_chars: int = Field(8000, ge=1, le=8000, description="longest text turn")
+    max_session_s: float = Field(7200.0, gt=0, description="a connection's longest life")
+    idle_timeout_s: float = Field(
+        300.0, gt=0, description="a connection that sends nothing this long is closed"
+    )
+    heartbeat_s: float = Field(
+        20.0, gt=0, description="WebSocket ping interval; a peer that misses a pong is dropped"
+    )
+    send_timeout_s: float = Field(
+        10.0, gt=0, description="a client that takes longer to accept one frame is dropped"
+    )
+    retry_after_s: int = Field(5, ge=1, description="advertised when at capacity")
+
+
 class TwilioSettings(BaseModel):
     public_url: str | None = Field(
         None,
@@ -307,6 +353,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     tools: ToolSettings = ToolSettings()
     twilio: TwilioSettings = TwilioSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
     ws_profile: Literal["voxloop", "realtime-ai"] = Field(
         "voxloop", description="the protocol /ws speaks when the URL names none (?profile=)"
     )
@@ -349,7 +397,11 @@ def _toml_path() -> Path | None:
     named = os.environ.get(CONFIG_ENV)
     if named:
         path = Path(named)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ConfigError(f"{CONFIG_ENV}={named}: cannot open ({exc.strerror})") from None
+        if not found:
             raise ConfigError(f"{CONFIG_ENV}={named}: no such config file")
         return path
     default = Path(DEFAULT_CONFIG_FILE)
@@ -369,6 +421,8 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid settings: {problems}") from None
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigError(f"invalid settings: {exc}") from None
+    except RecursionError:  # TOML arrays or JSON in an env var nested beyond the parser
+        raise ConfigError("invalid settings: a value is nested too deeply") from None
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
@@ -381,6 +435,8 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return {k: walk(getattr(value, k)) for k in type(value).model_fields}
         if isinstance(value, Path):
             return str(value)
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
         return value
 
     return walk(settings)

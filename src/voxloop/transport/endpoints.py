@@ -1,14 +1,16 @@
-"""The WebSocket endpoints and the Twilio webhook, as one FastAPI router. Each endpoint
-picks its `Profile` (the protocol modules hold no FastAPI code) and hands the connection
-to the shared loop in ws.py."""
+"""The WebSocket endpoints, the Twilio webhook and token minting, as one FastAPI router.
+Each WebSocket passes the gate (gate.py: capacity, rate, credential, origin), then picks
+its `Profile` (the protocol modules hold no FastAPI code) and hands the connection to the
+shared loop in ws.py."""
 
 from __future__ import annotations
 
-import contextlib
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from fastapi import APIRouter, Request, WebSocket
-from fastapi.responses import PlainTextResponse, Response
-
+from voxloop.config import Settings
+from voxloop.gate import Gate, Refusal
+from voxloop.security import AuthError, bearer
 from voxloop.services import Services
 from voxloop.transport.profile import Profile
 from voxloop.transport.ws import serve_websocket
@@ -16,6 +18,70 @@ from voxloop.transport.ws import serve_websocket
 router = APIRouter()
 
 POLICY_VIOLATION = 1008
+
+
+async def _enter(
+    websocket: WebSocket, profile: Profile, subprotocol: str | None = None, vouched: bool = False
+) -> None:
+    """Through the gate, then the shared loop; a refusal closes with its code and reason
+    (accepted first, so that they reach the client)."""
+    services: Services = websocket.app.state.services
+    gate: Gate = websocket.app.state.gate
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    try:
+        admission = gate.admit(
+            ip=websocket.client.host if websocket.client else "unknown",
+            live=len(services.live_sessions),
+            headers=websocket.headers,
+            query=websocket.query_params,
+            subprotocols=[p for p in offered if p],
+            vouched=vouched,
+        )
+    except Refusal as refusal:
+        await websocket.accept()
+        await websocket.close(refusal.code, refusal.reason[:120])
+        return
+    chosen = subprotocol if subprotocol in offered else admission.subprotocol
+    await serve_websocket(websocket, services, profile, chosen, gate)
+
+
+def require_api_key(request: Request) -> None:
+    """A dependency: the REST API wants an API key when auth is on."""
+    gate: Gate = request.app.state.gate
+    try:
+        gate.auth.check_api_key(
+            bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        )
+    except AuthError as exc:
+        raise HTTPException(
+            exc.http_status, exc.message, headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+
+
+@router.post("/api/tokens", dependencies=[Depends(require_api_key)])
+async def mint_token(request: Request) -> JSONResponse:
+    """A short-lived token for one WebSocket connection (`?token=` or the subprotocol
+    `voxloop.token.<token>`). At capacity: 503 with Retry-After, before anyone dials."""
+    gate: Gate = request.app.state.gate
+    services: Services = request.app.state.services
+    full = gate.at_capacity(len(services.live_sessions))
+    if full is not None:
+        return JSONResponse(
+            {"error": "at_capacity", "message": full.reason},
+            status_code=503,
+            headers={"Retry-After": str(full.retry_after_s)},
+        )
+    token = gate.auth.mint()
+    return JSONResponse(
+        {"token": token.value, "expires_at": token.expires_at, "ttl_s": gate.auth.ttl_s}
+    )
+
+
+@router.get("/api/auth")
+async def auth_info(request: Request) -> dict:
+    """What a client needs to know before it connects (the browser app asks)."""
+    gate: Gate = request.app.state.gate
+    return {"required": gate.auth.enabled, "token_url": "/api/tokens"}
 
 
 def _profile(name: str) -> Profile | None:
@@ -39,7 +105,7 @@ async def ws(websocket: WebSocket) -> None:
             POLICY_VIOLATION, f"unknown profile {name!r}; known: voxloop, realtime-ai"
         )
         return
-    await serve_websocket(websocket, services, profile)
+    await _enter(websocket, profile)
 
 
 @router.post("/twilio/voice")
@@ -64,16 +130,19 @@ async def twilio_voice(request: Request) -> Response:
 
 @router.websocket("/twilio/media")
 async def twilio_media(websocket: WebSocket) -> None:
-    from starlette.websockets import WebSocketState
+    from voxloop.transport import twilio
 
-    from voxloop.transport.twilio import TwilioProfile
-
-    await serve_websocket(websocket, websocket.app.state.services, TwilioProfile())
-    # Twilio's `stop` ends the loop with the socket still open: hang up properly (1000),
-    # not by dropping the connection.
-    if WebSocketState.CONNECTED == websocket.client_state == websocket.application_state:
-        with contextlib.suppress(RuntimeError):
-            await websocket.close()
+    settings: Settings = websocket.app.state.services.settings
+    signed = False
+    if settings.twilio.auth_token is not None:  # Twilio signs the handshake too
+        public = settings.twilio.public_url or str(websocket.base_url)
+        signed = twilio.valid_signature(
+            settings.twilio.auth_token.get_secret_value(),
+            twilio.media_url(public),
+            {},
+            websocket.headers.get("x-twilio-signature", ""),
+        )
+    await _enter(websocket, twilio.TwilioProfile(), vouched=signed)
 
 
 @router.websocket("/v1/realtime")
@@ -88,4 +157,4 @@ async def realtime(websocket: WebSocket) -> None:
     # Beta clients (OpenAI-Beta: realtime=v1) get the beta event names; others the GA ones.
     beta = wants_beta(websocket.headers.get("openai-beta", ""), offered)
     profile = RealtimeProfile(model=websocket.query_params.get("model"), beta=beta)
-    await serve_websocket(websocket, websocket.app.state.services, profile, subprotocol)
+    await _enter(websocket, profile, subprotocol)

@@ -1,20 +1,38 @@
 """The WebSocket loop every endpoint shares: it moves frames between a WebSocket and a
-`Session` through the endpoint's `Profile` (profile.py), nothing more."""
+`Session` through the endpoint's `Profile` (profile.py), and enforces the per-connection
+limits on the way (frame size, message rate, idle time, session length, a client too
+slow to read). Admission (capacity, credentials) happened before, in endpoints.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
+from voxloop.config import LimitSettings
 from voxloop.conversation import StoreWriter
+from voxloop.gate import Gate
+from voxloop.limits import CLOSE_POLICY
 from voxloop.services import Services
 from voxloop.session import Session
 from voxloop.transport.profile import Frame, Profile
 
 log = logging.getLogger("voxloop.ws")
+
+NORMAL = 1000
+INTERNAL_ERROR = 1011
+
+
+class _Closing(Exception):
+    """End the connection with this close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 async def serve_websocket(
@@ -22,52 +40,163 @@ async def serve_websocket(
     services: Services,
     profile: Profile | None = None,
     subprotocol: str | None = None,
+    gate: Gate | None = None,
 ) -> None:
+    """Three tasks per connection: the reader (client frames into the session), the
+    sender (the session's messages out) and a watchdog (idle time, session length). The
+    first to end ends the connection, with its reason."""
     profile = profile or Profile()
+    limits = services.settings.limits if gate is None else gate.limits
     await websocket.accept(subprotocol=subprotocol)
     session = Session(services)
-    lock = asyncio.Lock()  # two tasks send: the replies to client frames, and the session's
-    sender = asyncio.create_task(_send_loop(websocket, session, services, profile, lock))
+    send = _Sender(websocket, asyncio.Lock(), limits)
+    reader = _Reader(websocket, session, profile, send, gate, limits)
+    tasks = [
+        asyncio.create_task(_send_loop(send, session, services, profile), name="ws-send"),
+        asyncio.create_task(reader.run(), name="ws-read"),
+        asyncio.create_task(reader.watch(), name="ws-watch"),
+    ]
+    closing = _Closing(NORMAL, "")
     try:
-        await _send(websocket, lock, await profile.open(session))
-        while not profile.closing(session):
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if (text := message.get("text")) is not None:
-                await _send(websocket, lock, await profile.on_text(session, text))
-            elif (data := message.get("bytes")) is not None:
-                await _send(websocket, lock, await profile.on_bytes(session, data))
-    except WebSocketDisconnect:
-        pass
+        await send(await profile.open(session))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, _Closing):
+                closing = error
+            elif error is not None:
+                log.error("connection task %s failed", task.get_name(), exc_info=error)
+                closing = _Closing(INTERNAL_ERROR, "internal error")
+    except _Closing as exc:
+        closing = exc
     finally:
-        sender.cancel()
+        for task in tasks:
+            task.cancel()
         # Shielded: the server may cancel this handler when the peer goes away, and the
         # session's clean-up must still run to the end.
         await asyncio.shield(session.close())
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
-        log.info("session disconnected", extra={"session_id": session.session_id})
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _close(websocket, closing)
+        log.info(
+            "session disconnected",
+            extra={"session_id": session.session_id, "reason": closing.reason},
+        )
 
 
-async def _send(websocket: WebSocket, lock: asyncio.Lock, frames: list[Frame]) -> None:
-    if not frames:
+class _Reader:
+    """Client frames into the session, through the per-connection limits."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session: Session,
+        profile: Profile,
+        send: _Sender,
+        gate: Gate | None,
+        limits: LimitSettings,
+    ) -> None:
+        self.websocket, self.session, self.profile, self.send = websocket, session, profile, send
+        self.gate, self.limits = gate, limits
+        self.ip = websocket.client.host if websocket.client else "unknown"
+        self.last_frame_at = self.started_at = time.monotonic()
+        self._warned_at = -1.0
+
+    async def run(self) -> None:
+        try:
+            await self._read()
+        finally:
+            self.send.stopped = True  # the call is over: nothing more goes out
+
+    async def _read(self) -> None:
+        while not self.profile.closing(self.session):
+            try:
+                message = await self.websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            self.last_frame_at = time.monotonic()
+            frame = message.get("text")
+            if frame is None:
+                frame = message.get("bytes")
+            if frame is not None and self._allowed(frame):
+                if isinstance(frame, str):
+                    await self.send(await self.profile.on_text(self.session, frame))
+                else:
+                    await self.send(await self.profile.on_bytes(self.session, frame))
+
+    def _allowed(self, frame: str | bytes) -> bool:
+        if self.gate is not None and not self.gate.message_allowed(self.ip):
+            now = time.monotonic()
+            if now - self._warned_at >= 1.0:  # say it once a second, not once a frame
+                self._warned_at = now
+                self.session.error(
+                    "rate_limited", f"too many messages from {self.ip}; frames dropped"
+                )
+            return False
+        if len(frame) > self.limits.max_frame_bytes:
+            self.session.error(
+                "frame_too_large",
+                f"a frame of {len(frame)} bytes is over the {self.limits.max_frame_bytes}-byte "
+                "limit (limits.max_frame_bytes)",
+            )
+            return False
+        return True
+
+    async def watch(self) -> None:
+        """Raise `_Closing` when the client has been silent too long or the session has
+        lasted too long."""
+        lim = self.limits
+        while True:
+            now = time.monotonic()
+            idle_at = self.last_frame_at + lim.idle_timeout_s
+            end_at = self.started_at + lim.max_session_s
+            if now >= end_at:
+                raise _Closing(NORMAL, f"session time limit reached ({lim.max_session_s:g} s)")
+            if now >= idle_at:
+                raise _Closing(NORMAL, f"idle: nothing received for {lim.idle_timeout_s:g} s")
+            await asyncio.sleep(min(idle_at, end_at) - now)
+
+
+async def _close(websocket: WebSocket, closing: _Closing) -> None:
+    """Hang up properly (the code and reason reach the client) if the socket is open."""
+    if websocket.application_state != WebSocketState.CONNECTED:
         return
-    async with lock:
-        for frame in frames:
-            if isinstance(frame, bytes):
-                await websocket.send_bytes(frame)
-            else:
-                await websocket.send_text(frame)
+    if websocket.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await asyncio.wait_for(websocket.close(closing.code, closing.reason[:120]), 5.0)
 
 
-async def _send_loop(
-    websocket: WebSocket,
-    session: Session,
-    services: Services,
-    profile: Profile,
-    lock: asyncio.Lock,
-) -> None:
+class _Sender:
+    """Sends frames one at a time; a client that takes longer than
+    `limits.send_timeout_s` to take one is too slow to keep up and is dropped, so
+    nothing piles up on the server for it."""
+
+    def __init__(self, websocket: WebSocket, lock: asyncio.Lock, limits: LimitSettings) -> None:
+        self.websocket, self.lock, self.timeout_s = websocket, lock, limits.send_timeout_s
+        self.stopped = False
+
+    async def __call__(self, frames: list[Frame]) -> None:
+        if not frames or self.stopped:
+            return
+        async with self.lock:
+            for frame in frames:
+                send = (
+                    self.websocket.send_bytes(frame)
+                    if isinstance(frame, bytes)
+                    else self.websocket.send_text(frame)
+                )
+                try:
+                    await asyncio.wait_for(send, self.timeout_s)
+                except TimeoutError:
+                    raise _Closing(
+                        CLOSE_POLICY,
+                        f"client too slow: a frame waited over {self.timeout_s:.0f} s",
+                    ) from None
+
+
+async def _send_loop(send: _Sender, session: Session, services: Services, profile: Profile) -> None:
     events = services.events
     # Redis mode: every event sent also goes, in order, to the session's queue in Redis,
     # where any worker can read it (GET /api/sessions/{id}/events).
@@ -75,7 +204,7 @@ async def _send_loop(
     try:
         while True:
             msg = await session.outbox.get()
-            await _send(websocket, lock, profile.render(session, msg))
+            await send(profile.render(session, msg))
             if msg.audio is None and events is not None and msg.json is not None:
                 sid, event = session.session_id, msg.json
                 mirror.submit(lambda sid=sid, event=event: events.push(sid, event))
