@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from voxloop.config import Settings
 from voxloop.limits import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, RateLimiter
-from voxloop.security import Auth, AuthError, bearer, token_from
+from voxloop.security import CLOSE_UNAUTHORIZED, Auth, AuthError, bearer, token_from
 
 OPENAI_KEY_PREFIX = "openai-insecure-api-key."  # how OpenAI's browser clients pass a key
 
@@ -73,8 +73,14 @@ class Gate:
                 pass
             elif token is not None:
                 self.auth.check_token(token)
-            else:  # server-side clients may present an API key instead of a token
-                self.auth.check_api_key(self._api_key(headers, subprotocols))
+            elif (key := self._api_key(headers, subprotocols)) is not None:
+                self.auth.check_api_key(key)  # server-side clients may present a key
+            elif self.auth.enabled:
+                raise Refusal(
+                    CLOSE_UNAUTHORIZED,
+                    "a session token is required: POST /api/tokens, then pass it as "
+                    "?token= or the subprotocol voxloop.token.<token>",
+                )
         except AuthError as exc:
             raise Refusal(exc.code, exc.message) from None
         if chosen is None:

@@ -135,6 +135,14 @@ class Session:
         elif isinstance(msg, p.Configure):
             self._configure(msg)
         elif isinstance(msg, p.Text):
+            limit = self.services.settings.limits.max_text_chars
+            if len(msg.content) > limit:
+                self.error(
+                    "text_too_long",
+                    f"text of {len(msg.content)} characters is over the {limit}-character "
+                    "limit (limits.max_text_chars)",
+                )
+                return
             await self.interrupt("text")
             self.turn_counter += 1
             turn_id = self.turn_counter
@@ -389,6 +397,7 @@ class Session:
             apology=settings.session.apology or None,
             filler=settings.tools.filler or None,
             filler_after_s=settings.tools.filler_after_s,
+            max_tokens=settings.llm.max_tokens,  # the cap on a reply's length, for every LLM
         )
         return Reply(
             session_id=self.session_id,
