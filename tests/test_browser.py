@@ -128,3 +128,41 @@ def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):
         finally:
             page.screenshot(path=str(ARTIFACTS / "browser.png"))
             browser.close()
+
+
+def test_the_app_signs_in_when_the_server_wants_credentials(sync_api, tmp_path):
+    """Auth on: the app asks for the API key once, mints a token with it, and connects;
+    a wrong key is refused and asked for again."""
+    from voxloop.bench.server import running_server
+
+    env = {"VOXLOOP_AUTH__ENABLED": "on", "VOXLOOP_AUTH__API_KEYS": '["right-key"]'}
+    mic = _mic_file(tmp_path / "mic.wav", np.zeros(1600, np.float32))
+    answers = ["wrong-key", "right-key"]
+    prompts: list[str] = []
+
+    def on_dialog(dialog) -> None:
+        prompts.append(dialog.message)
+        dialog.accept(answers.pop(0) if answers else "")
+
+    with running_server(providers="fake", env=env) as srv, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={mic}",
+                "--no-sandbox",
+                "--disable-gpu",
+            ],
+        )
+        page = browser.new_page()
+        page.on("dialog", on_dialog)
+        try:
+            page.goto(srv.url.replace("ws://", "http://").removesuffix("/ws"))
+            page.get_by_test_id("start").click()
+            page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
+            assert len(prompts) == 2 and "API key" in prompts[0]
+            assert page.get_by_test_id("error-toast").count() >= 1  # the wrong key, said
+        finally:
+            browser.close()

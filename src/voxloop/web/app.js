@@ -71,7 +71,13 @@ const state = {
   turns: [], // every `metrics` event, in order
 };
 
-const client = new VoxClient({ sampleRate: CAPTURE_RATE });
+// A server that wants credentials (auth on, docs/security.md) gets the API key from the
+// user once per tab; each connection then mints its own short-lived token with it.
+const askApiKey = async () => window.prompt("This voxloop server needs an API key:");
+const client = new VoxClient({ sampleRate: CAPTURE_RATE, askApiKey });
+client.on("auth_failed", ({ message }) =>
+  toast({ kind: "error", title: "Not signed in", message: `${message}. Retrying…` }),
+);
 const engine = new AudioEngine();
 const view = new TranscriptView({
   scroll: $("#transcript-scroll"),

@@ -3,6 +3,7 @@
 // Binary frames are PCM16 audio; text frames are JSON. See docs/protocol.md.
 
 const SESSION_KEY = "voxloop.sessionId";
+const API_KEY = "voxloop.apiKey";
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 
@@ -12,8 +13,12 @@ export function defaultSocketUrl(location = window.location) {
 }
 
 export class VoxClient {
-  constructor({ url = defaultSocketUrl(), sampleRate = 16000 } = {}) {
+  // `askApiKey()` is called when the server wants credentials (docs/security.md): it
+  // returns the API key (or null), which mints a short-lived token for each connection.
+  constructor({ url = defaultSocketUrl(), sampleRate = 16000, askApiKey = null } = {}) {
     this.url = url;
+    this.askApiKey = askApiKey;
+    this.authRequired = null; // unknown until GET /api/auth answers
     this.sampleRate = sampleRate;
     this.ws = null;
     this.handlers = new Map();
@@ -43,7 +48,44 @@ export class VoxClient {
   connect() {
     this.wanted = true;
     this.clearRetry();
-    const ws = new WebSocket(this.url);
+    this.connecting = this.authorizedUrl()
+      .then((url) => this.open(url))
+      .catch((error) => {
+        this.emit("auth_failed", { message: String(error.message ?? error) });
+        if (this.wanted) this.scheduleRetry();
+      });
+  }
+
+  // The socket URL, with a fresh session token when the server wants one: GET /api/auth
+  // says whether it does, POST /api/tokens (with the API key) mints it.
+  async authorizedUrl() {
+    if (this.authRequired === null) {
+      const answer = await fetch(new URL("/api/auth", httpBase(this.url)));
+      this.authRequired = answer.ok ? Boolean((await answer.json()).required) : false;
+    }
+    if (!this.authRequired) return this.url;
+    let key = readStored(API_KEY);
+    if (!key && this.askApiKey) key = await this.askApiKey();
+    if (!key) throw new Error("this server needs an API key");
+    const answer = await fetch(new URL("/api/tokens", httpBase(this.url)), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    if (answer.status === 401) {
+      store(API_KEY, null); // a wrong key: ask again next time
+      throw new Error("the API key was refused");
+    }
+    if (!answer.ok) throw new Error(`no session token: HTTP ${answer.status}`);
+    store(API_KEY, key);
+    const { token } = await answer.json();
+    const url = new URL(this.url);
+    url.searchParams.set("token", token);
+    return url.toString();
+  }
+
+  open(url) {
+    if (!this.wanted || this.ws) return;
+    const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
@@ -139,18 +181,32 @@ export class VoxClient {
   }
 }
 
+function httpBase(socketUrl) {
+  const url = new URL(socketUrl);
+  url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  return url.origin;
+}
+
 function readSessionId() {
+  return readStored(SESSION_KEY);
+}
+
+function saveSessionId(id) {
+  store(SESSION_KEY, id);
+}
+
+function readStored(key) {
   try {
-    return sessionStorage.getItem(SESSION_KEY);
+    return sessionStorage.getItem(key);
   } catch {
     return null; // storage can be disabled; resuming is then just not possible
   }
 }
 
-function saveSessionId(id) {
+function store(key, value) {
   try {
-    if (id) sessionStorage.setItem(SESSION_KEY, id);
-    else sessionStorage.removeItem(SESSION_KEY);
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
   } catch {
     // as above
   }
