@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from fake_http import serving
 
 RATE = 16000
 BLOCK = RATE // 4  # samples per word
@@ -264,20 +262,6 @@ def fake_deepgram_server() -> Iterator[FakeDeepgram]:
             Route("/v1/speak", fake.speak, methods=["POST"]),
         ]
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the fake Deepgram server did not start")
-        time.sleep(0.02)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(app, "Deepgram") as url:
+        fake.url = url
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+from fake_http import serving
 
 KEY = "xi-test-very-secret-456"
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
@@ -124,20 +123,6 @@ def fake_elevenlabs_server() -> Iterator[FakeElevenLabs]:
     app = Starlette(
         routes=[Route("/v1/text-to-speech/{voice_id}/stream", fake.stream, methods=["POST"])]
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the fake ElevenLabs server did not start")
-        time.sleep(0.02)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(app, "ElevenLabs") as url:
+        fake.url = url
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -36,6 +36,24 @@ def _mic_file(path: Path, speech_16k: np.ndarray) -> Path:
     return path
 
 
+def _launch(pw, mic: Path):
+    """Headless Chromium whose microphone plays `mic`."""
+    return pw.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
+
+
 @pytest.fixture
 def sync_api():
     if not Path(CHROMIUM).exists():
@@ -58,20 +76,7 @@ def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):
     problems: list[str] = []
 
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={mic}",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+        browser = _launch(pw, mic)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
         try:
@@ -145,17 +150,7 @@ def test_the_app_signs_in_when_the_server_wants_credentials(sync_api, tmp_path):
         dialog.accept(answers.pop(0) if answers else "")
 
     with running_server(providers="fake", env=env) as srv, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={mic}",
-                "--no-sandbox",
-                "--disable-gpu",
-            ],
-        )
+        browser = _launch(pw, mic)
         page = browser.new_page()
         page.on("dialog", on_dialog)
         try:
