@@ -50,7 +50,8 @@ from voxloop.text import SentenceSplitter, heard_words, speakable, split_sentenc
 from voxloop.transport import mulaw, twilio
 from voxloop.transport import protocol as p
 from voxloop.transport import realtime_ai as rai
-from voxloop.transport.realtime_events import RealtimeError, SessionConfig, apply_session_update
+from voxloop.transport.realtime_events import RealtimeError
+from voxloop.transport.realtime_session import SessionConfig, apply_session_update
 
 SCALE = max(1, int(os.environ.get("VOXLOOP_PROPERTY_SCALE", "1")))
 BASE = settings(

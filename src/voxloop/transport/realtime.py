@@ -42,12 +42,10 @@ from voxloop.transport.realtime_events import (
     Emitter,
     RealtimeError,
     Response,
-    SessionConfig,
-    TurnDetection,
-    apply_session_update,
     new_id,
     user_item,
 )
+from voxloop.transport.realtime_session import SessionConfig, TurnDetection, apply_session_update
 
 if TYPE_CHECKING:
     from voxloop.listener import Utterance
