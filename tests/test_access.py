@@ -236,3 +236,19 @@ def test_secrets_are_masked_in_voxloop_config():
     text = repr(dump)
     assert KEY not in text and "s3cret" not in text and "sk-x" not in text
     assert dump["auth"]["api_keys"] == ["***"]
+
+
+def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_limit():
+    limits = {"connections_per_ip_per_s": 0.001, "connection_burst": 1}
+    trusting = app_with(limits={**limits, "trust_forwarded_for": True})
+    with TestClient(trusting) as client:
+        for address in ("203.0.113.1", "203.0.113.2"):
+            with client.websocket_connect("/ws", headers={"X-Forwarded-For": address}) as ws:
+                start(ws)
+        code, _ = refused(client, "/ws", headers={"X-Forwarded-For": "203.0.113.1"})
+        assert code == 1008
+    with TestClient(app_with(limits=limits)) as client:  # not trusted: the header is ignored
+        with client.websocket_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"}) as ws:
+            start(ws)
+        code, _ = refused(client, "/ws", headers={"X-Forwarded-For": "203.0.113.2"})
+        assert code == 1008

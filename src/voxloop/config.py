@@ -293,9 +293,17 @@ class LimitSettings(BaseModel):
     )
     connection_burst: int = Field(20, ge=1, description="connections an IP may open at once")
     messages_per_ip_per_s: float = Field(
-        500.0, ge=0, description="frames per IP per second, all its connections (0: no limit)"
+        2000.0,
+        ge=0,
+        description="frames per IP per second, all its connections (0: no limit); a session "
+        "sends 50 a second in 20 ms audio frames",
     )
-    message_burst: int = Field(1000, ge=1)
+    message_burst: int = Field(4000, ge=1)
+    trust_forwarded_for: bool = Field(
+        False,
+        description="behind a reverse proxy: the client's address is the first of "
+        "X-Forwarded-For (only if the proxy sets it)",
+    )
     max_frame_bytes: int = Field(
         1 << 20, ge=1024, le=16 << 20, description="largest client frame, text or binary"
     )

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STAGES = ("vad", "stt", "llm", "tts")
+BENCH_LIMITS = {
+    "MAX_SESSIONS": "1000",
+    "CONNECTIONS_PER_IP_PER_S": "0",  # 0: off
+    "MESSAGES_PER_IP_PER_S": "0",
+}
 
 
 def free_port() -> int:
@@ -73,6 +78,9 @@ def running_server(
     full_env.update(env or {})
     full_env.setdefault("VOXLOOP_LOG_LEVEL", "WARNING")
     full_env.setdefault("VOXLOOP_STORE__BACKEND", "memory")  # keep bench talk out of history
+    # Every simulated user comes from 127.0.0.1: the per-IP limits would lump them together.
+    for name, value in BENCH_LIMITS.items():
+        full_env.setdefault(f"VOXLOOP_LIMITS__{name}", value)
     log = log_path or Path(tempfile.mkstemp(prefix="voxloop-bench-", suffix=".log")[1])
     with log.open("w") as out:
         proc = subprocess.Popen(

@@ -30,7 +30,7 @@ async def _enter(
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
     try:
         admission = gate.admit(
-            ip=websocket.client.host if websocket.client else "unknown",
+            ip=client_ip(websocket, gate),
             live=len(services.live_sessions),
             headers=websocket.headers,
             query=websocket.query_params,
@@ -42,7 +42,17 @@ async def _enter(
         await websocket.close(refusal.code, refusal.reason[:120])
         return
     chosen = subprotocol if subprotocol in offered else admission.subprotocol
-    await serve_websocket(websocket, services, profile, chosen, gate)
+    await serve_websocket(websocket, services, profile, chosen, gate, client_ip(websocket, gate))
+
+
+def client_ip(connection: WebSocket | Request, gate: Gate) -> str:
+    """The address the per-IP limits count: the peer's, or behind a trusted proxy the
+    first address of X-Forwarded-For."""
+    if gate.limits.trust_forwarded_for:
+        forwarded = connection.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return connection.client.host if connection.client else "unknown"
 
 
 def require_api_key(request: Request) -> None:

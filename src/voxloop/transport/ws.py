@@ -41,16 +41,18 @@ async def serve_websocket(
     profile: Profile | None = None,
     subprotocol: str | None = None,
     gate: Gate | None = None,
+    ip: str | None = None,
 ) -> None:
     """Three tasks per connection: the reader (client frames into the session), the
     sender (the session's messages out) and a watchdog (idle time, session length). The
     first to end ends the connection, with its reason."""
     profile = profile or Profile()
     limits = services.settings.limits if gate is None else gate.limits
+    ip = ip or (websocket.client.host if websocket.client else "unknown")
     await websocket.accept(subprotocol=subprotocol)
     session = Session(services)
     send = _Sender(websocket, asyncio.Lock(), limits)
-    reader = _Reader(websocket, session, profile, send, gate, limits)
+    reader = _Reader(websocket, session, profile, send, gate, limits, ip)
     tasks = [
         asyncio.create_task(_send_loop(send, session, services, profile), name="ws-send"),
         asyncio.create_task(reader.run(), name="ws-read"),
@@ -94,10 +96,11 @@ class _Reader:
         send: _Sender,
         gate: Gate | None,
         limits: LimitSettings,
+        ip: str,
     ) -> None:
         self.websocket, self.session, self.profile, self.send = websocket, session, profile, send
         self.gate, self.limits = gate, limits
-        self.ip = websocket.client.host if websocket.client else "unknown"
+        self.ip = ip
         self.last_frame_at = self.started_at = time.monotonic()
         self._warned_at = -1.0
 
