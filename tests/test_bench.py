@@ -72,3 +72,17 @@ def test_load_bench_with_fakes(tmp_path):
     assert run["sessions"] == 3 and run["completed"] == 3
     assert run["server_process"]["rss_mb_max"] > 0
     assert isinstance(run["realtime_held"], bool)
+
+
+def test_soak_bench_with_fakes(tmp_path):
+    """A 20-second soak of 3 callers: every turn completes and the memory curve is there."""
+    out = tmp_path / "s.json"
+    result = runner.invoke(
+        _bench_app(),
+        ["soak", "--sessions", "3", "--minutes", "0.34", "--providers", "fake", "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["turns"] >= 3 and report["failed_turns"] == 0, report["failures"]
+    assert report["rss_mb_at_end"] > 0 and report["rss_mb_every_30s"]
+    assert isinstance(report["passed"], bool)

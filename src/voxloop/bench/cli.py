@@ -79,6 +79,20 @@ def load(
 
 
 @bench_app.command()
+def soak(
+    sessions: Annotated[int, typer.Option(help="simulated users, calling again and again")] = 50,
+    minutes: Annotated[float, typer.Option(help="how long the run lasts")] = 10.0,
+    providers: Providers = "fake",
+    url: Url = None,
+    json_out: JsonOut = None,
+) -> None:
+    """A long run: memory growth after warm-up, errors, and latency drift."""
+    from voxloop.bench.soak import bench_soak
+
+    _emit(bench_soak(sessions=sessions, minutes=minutes, providers=providers, url=url), json_out)
+
+
+@bench_app.command()
 def stt(json_out: JsonOut = None) -> None:
     """Whisper short-window decoding against the standard 30 s window: WER and speed."""
     from voxloop.bench.stt import bench_stt
