@@ -20,6 +20,7 @@ from voxloop.audio import float_to_pcm16, read_audio
 from voxloop.wires import WIRES
 
 FRAME_MS = 20
+REPORT_S = 0.1  # playback progress goes to the server at most this often
 
 
 @dataclass
@@ -91,6 +92,7 @@ async def talk(
 
         async def receive() -> None:
             first_audio_at: float | None = None
+            reported_at = -1.0
             async for message in ws:
                 now = time.monotonic() - t0
                 events, answers = wire.read(message)
@@ -103,8 +105,10 @@ async def talk(
                             first_audio_at = now
                             marks.setdefault("first_audio", now)
                         result.audio.extend(event)
-                        for frame in wire.played((now - first_audio_at) * 1000):
-                            await ws.send(frame)
+                        if now - reported_at >= REPORT_S:  # as a browser's player does
+                            reported_at = now
+                            for frame in wire.played((now - first_audio_at) * 1000):
+                                await ws.send(frame)
                     else:
                         handle(now, event)
 
