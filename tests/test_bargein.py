@@ -89,7 +89,7 @@ async def test_a_false_interruption_resumes_where_the_agent_paused(words, verdic
     await d.feed(speech(0.4, seed=1))  # over the agent
     assert [s["reason"] for s in d.events("tts_stop")] == ["paused"]
     reply = d.session.reply
-    heard_s = sum(p.duration for p in reply._played[: reply._banked])
+    heard_s = sum(p.duration for p in reply.played.frames[: reply.played.banked])
     assert heard_s > 0
     await d.run_for(1.0)  # the words (or none) come in: nothing to stop for
     resumed = [e for e in d.events("tts_start") if e.get("resumed")]

@@ -134,7 +134,7 @@ async def test_barge_in_cancels_llm_and_tts_and_keeps_what_was_heard(mode):
 async def test_heard_text_follows_time_played():
     d = await _speaking(turns={"barge_in": False})
     reply = d.session.reply
-    played_s = d.clock.now() - reply._played[0].start
+    played_s = d.clock.now() - reply.played.frames[0].start
     await d.session.handle(Interrupt())
     await d.pump()
     heard = d.session.state.history.turns[0].assistant

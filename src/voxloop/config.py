@@ -52,7 +52,13 @@ class STTSettings(BaseModel):
     model: str | None = Field(None, description="remote STT: the model name")
     base_url: str | None = Field(None, description="remote STT: the endpoint")
     api_key: SecretStr | None = Field(None, description="remote STT; never logged")
-    timeout_s: float = Field(10.0, gt=0, le=120, description="remote STT: longest wait")
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="remote STT: longest wait per try; any STT: a hang ends the turn "
+        "(local models: after at least 30 s)",
+    )
     retries: int = Field(2, ge=0, le=10, description="remote STT: retries on 429/5xx/resets")
     endpointing_ms: int = Field(
         300,
@@ -96,7 +102,11 @@ class LLMSettings(BaseModel):
         None, description="remote LLMs: the model (default: gpt-4o-mini / claude-haiku-4-5)"
     )
     timeout_s: float = Field(
-        8.0, gt=0, le=120, description="remote LLMs: longest wait for the first/next token"
+        8.0,
+        gt=0,
+        le=120,
+        description="remote LLMs: longest wait for the first/next token per try; any LLM: "
+        "a hang ends the turn (local models: after at least 30 s)",
     )
     retries: int = Field(2, ge=0, le=10, description="remote LLMs: retries on 429/5xx/resets")
     fallback: list[str] = Field(
@@ -119,7 +129,13 @@ class TTSSettings(BaseModel):
     model: str | None = Field(None, description="remote TTS: the model name")
     base_url: str | None = Field(None, description="remote TTS: the endpoint")
     api_key: SecretStr | None = Field(None, description="remote TTS; never logged")
-    timeout_s: float = Field(10.0, gt=0, le=120, description="remote TTS: first-audio wait")
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="remote TTS: first-audio wait per try; any TTS: a hang ends the "
+        "sentence (local models: after at least 30 s)",
+    )
     retries: int = Field(2, ge=0, le=10, description="remote TTS: retries on 429/5xx/resets")
     sample_rate: int = Field(
         24000, description="remote TTS (deepgram, elevenlabs): the PCM rate asked for"

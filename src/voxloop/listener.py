@@ -19,7 +19,13 @@ import numpy as np
 
 from voxloop.audio import LOW_LATENCY, StreamResampler
 from voxloop.clock import Clock
-from voxloop.providers.base import STTProvider, Transcript, VADFrame, VADProvider
+from voxloop.providers.base import (
+    STTProvider,
+    Transcript,
+    VADFrame,
+    VADProvider,
+    checked_transcript,
+)
 from voxloop.turns import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
 from voxloop.turntaking import EchoGate
 
@@ -236,6 +242,7 @@ class Listener:
         final: Transcript | None = None
         try:
             async for result in self.stt.transcribe(stream):
+                checked_transcript(result)
                 if result.is_final:
                     final = result
                 elif result.text:

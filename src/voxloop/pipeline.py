@@ -26,7 +26,15 @@ from voxloop.clock import Clock
 from voxloop.history import History, TurnRecord
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
-from voxloop.providers.base import AudioChunk, LLMProvider, Message, ToolCall, TTSProvider
+from voxloop.playlog import PlayLog
+from voxloop.providers.base import (
+    AudioChunk,
+    LLMProvider,
+    Message,
+    ToolCall,
+    TTSProvider,
+)
+from voxloop.stalls import checked_audio, guarded
 from voxloop.text import SentenceSplitter, heard_words, speakable
 from voxloop.tools import ToolBox, ask
 from voxloop.transport.protocol import audio_format, event
@@ -35,7 +43,6 @@ log = logging.getLogger("voxloop.pipeline")
 
 FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
 MAX_TOOL_ROUNDS = 3  # tool calls, results, ask again: at most this many times a reply
-KEEP_PLAYED_S = 3.0  # samples kept this long after they play, in case a pause must replay them
 
 
 TEXT_EVENTS = frozenset({"llm_status", "llm_response", "tool_calls"})
@@ -52,18 +59,10 @@ class ReplyConfig:
     # The naive baseline: the whole LLM answer, then the whole TTS audio, then playback.
     sequential: bool = False
     apology: str | None = None  # said when the reply fails before any audio
+    llm_timeout_s: float | None = None  # longest wait for a token (`stall_limit`)
+    tts_timeout_s: float | None = None  # longest wait for a sentence's next audio
     filler: str | None = None  # said when tools take longer than `filler_after_s`
     filler_after_s: float = 0.6
-
-
-@dataclass
-class _Played:
-    """One frame of audio as the client will play it (in the client's playback timeline)."""
-
-    sentence: int
-    start: float  # clock time at which the client starts playing it
-    duration: float
-    pcm: np.ndarray | None = None  # kept while unheard, so a pause can replay it
 
 
 @dataclass
@@ -91,14 +90,9 @@ class Reply:
     tools: ToolBox | None = None  # offered to an LLM that can call tools
     interrupted: bool = False
     audio_started: bool = False
-    _played: list[_Played] = field(default_factory=list)
-    _banked: int = 0  # _played[:_banked] was heard before a pause
-    _pruned: int = 0  # _played[:_pruned] has let go of its samples (long since played)
     _replay: deque[tuple[int, np.ndarray]] = field(default_factory=deque)  # unheard, paused
     _running: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while paused
     _restart: bool = False  # send tts_start again before the next frame (after a resume)
-    _play_end: float = 0.0
-    _reported_ms: tuple[float, float] | None = None  # (ms played, clock time of the report)
     _task: asyncio.Task[None] | None = None
     _children: set[asyncio.Task] = field(default_factory=set)
     _finished: bool = False
@@ -107,6 +101,7 @@ class Reply:
 
     def __post_init__(self) -> None:
         self._running.set()
+        self.played = PlayLog(self.clock)  # what was sent, and what of it was heard
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"reply-{self.turn_id}")
@@ -161,26 +156,8 @@ class Reply:
         if self._finished or self.paused or not self.audio_started:
             return False
         self._running.clear()
-        budget = sum(self._segment_heard())
-        rate = self.config.output_sample_rate
-        heard: list[_Played] = []
-        unheard: list[tuple[int, np.ndarray]] = []
-        for p in self._played[self._banked :]:
-            if budget >= p.duration - 1e-9:
-                heard.append(_Played(p.sentence, p.start, p.duration))
-                budget -= p.duration
-                continue
-            cut = int(max(0.0, budget) * rate) if p.pcm is not None else 0
-            if cut:
-                heard.append(_Played(p.sentence, p.start, cut / rate))
-            if p.pcm is not None:
-                unheard.append((p.sentence, p.pcm[cut:]))
-            budget = 0.0
-        self._played[self._banked :] = heard
-        self._banked = self._pruned = len(self._played)
+        unheard = self.played.cut(self.config.output_sample_rate)
         self._replay.extendleft(reversed(unheard))
-        self._reported_ms = None
-        self._play_end = self.clock.now()
         # Only the audio goes: the reply may carry on, and its text events still count.
         dropped = self.outbox.drop_turn(self.turn_id, keep_events=TEXT_EVENTS)
         self.outbox.control(
@@ -204,7 +181,7 @@ class Reply:
 
     def _finish(self, assistant_text: str) -> None:
         self.metrics.interrupted = self.interrupted
-        self.metrics.reply_audio_s = sum(p.duration for p in self._played)
+        self.metrics.reply_audio_s = self.played.total_s()
         self.record = TurnRecord(
             self.turn_id,
             self.user_text,
@@ -227,37 +204,14 @@ class Reply:
     # -- playback position ----------------------------------------------------------------
 
     def report_playback(self, ms: float) -> None:
-        self._reported_ms = (ms, self.clock.now())
+        self.played.report(ms)
 
     def heard_seconds(self) -> list[float]:
         """Seconds of each sentence the user has heard by now."""
-        heard = [0.0] * len(self.sentences)
-        for p in self._played[: self._banked]:
-            heard[p.sentence] += p.duration
-        for p, seconds in zip(self._played[self._banked :], self._segment_heard(), strict=True):
-            heard[p.sentence] += seconds
-        return heard
-
-    def _segment_heard(self) -> list[float]:
-        """Seconds heard of each frame since the last (re)start of the audio stream."""
-        now = self.clock.now()
-        frames = self._played[self._banked :]
-        if self._reported_ms is None:
-            return [min(p.duration, max(0.0, now - p.start)) for p in frames]
-        # The client's word beats our estimate; extrapolate from its last report.
-        ms, at = self._reported_ms
-        budget = ms / 1000 + (max(0.0, now - at) if not self.paused else 0.0)
-        out = []
-        for p in frames:
-            take = min(p.duration, max(0.0, budget))
-            out.append(take)
-            budget -= take
-        return out
+        return self.played.heard_seconds(len(self.sentences), self.paused)
 
     def heard_text(self) -> str:
-        durations = [0.0] * len(self.sentences)
-        for p in self._played:
-            durations[p.sentence] += p.duration
+        durations = self.played.sent_seconds(len(self.sentences))
         for index, pcm in self._replay:
             durations[index] += len(pcm) / self.config.output_sample_rate
         return heard_words(self.sentences, self.heard_seconds(), durations)
@@ -307,7 +261,7 @@ class Reply:
             await self._play(queue)
             if self.audio_started:
                 self.outbox.data(event("tts_end", self.session_id, self.turn_id))
-                await self.clock.sleep(self._play_end - self.clock.now())
+                await self.clock.sleep(self.played.play_end - self.clock.now())
         except Exception:  # even the apology failed: the error event has said it all
             log.exception("apology failed", extra={"session_id": self.session_id})
 
@@ -373,7 +327,7 @@ class Reply:
                 self.outbox.data(event("tts_end", sid, tid))
             # All audio is sent, but the client is still playing its buffered lead. Until
             # that has played, the reply can still be interrupted (or paused and resumed).
-            await self.clock.sleep(self._play_end - self.clock.now())
+            await self.clock.sleep(self.played.play_end - self.clock.now())
             if not self.paused and not self._replay:
                 break
         if self._finished:
@@ -384,9 +338,15 @@ class Reply:
         )
         self._finish(self.text.strip())
 
-    def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
-        """The LLM's stream, offered the tools where both sides can do it."""
-        return ask(self.llm, messages, self.tools, max_tokens=self.config.max_tokens)
+    async def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
+        """The LLM's stream, offered the tools where both sides can do it; a hang or
+        anything but text and tool calls is an error."""
+        stream = ask(self.llm, messages, self.tools, max_tokens=self.config.max_tokens)
+        name = f"LLM {self.llm.name}"
+        async for item in guarded(stream, self.clock, self.config.llm_timeout_s, name, "token"):
+            if not isinstance(item, str | ToolCall):
+                raise TypeError(f"{name} gave a {type(item).__name__}, not text")
+            yield item
 
     async def _run_tools(self, calls: list[ToolCall], say: Callable[[str], None]) -> list[str]:
         """Run the tools the LLM asked for; a short filler if they are slow (tools.py)."""
@@ -416,7 +376,15 @@ class Reply:
                 started = self.clock.now()
                 first = True
                 held: list[AudioChunk] = []
-                async for chunk in self.tts.synthesize(text):
+                stream = guarded(
+                    self.tts.synthesize(text),
+                    self.clock,
+                    self.config.tts_timeout_s,
+                    f"TTS {self.tts.name}",
+                    "audio chunk",
+                )
+                async for chunk in stream:
+                    chunk = checked_audio(chunk)
                     if first and index == 0:
                         self.metrics.tts_first_audio_ms = (self.clock.now() - started) * 1000
                     first = False
@@ -475,7 +443,7 @@ class Reply:
         if self.gate is not None and not self.gate.is_set():
             await self.gate.wait()
         now = self.clock.now()
-        ahead = self._play_end - now
+        ahead = self.played.play_end - now
         if ahead > self.config.lead_s:
             await self.clock.sleep(ahead - self.config.lead_s)
             now = self.clock.now()
@@ -490,15 +458,7 @@ class Reply:
             self.outbox.data(
                 event("tts_start", self.session_id, self.turn_id, **audio_format(rate), **fields)
             )
-        duration = len(pcm) / rate
-        start = max(now, self._play_end)
-        self._play_end = start + duration
-        self._played.append(_Played(sentence, start, duration, pcm))
-        while self._pruned < len(self._played) and (
-            self._played[self._pruned].start < now - KEEP_PLAYED_S
-        ):
-            self._played[self._pruned].pcm = None
-            self._pruned += 1
+        start = self.played.add(sentence, pcm, rate)
         if self.on_audio is not None:
             self.on_audio(pcm, rate, start)
         self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id, sentence)

@@ -26,11 +26,13 @@ from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.overlap import Overlaps
 from voxloop.pipeline import Reply, ReplyConfig
-from voxloop.providers.base import LLMProvider, Transcript, transcribe_all
+from voxloop.providers.base import LLMProvider
 from voxloop.services import Services
 from voxloop.speculation import Speculator
+from voxloop.stalls import stall_limit
 from voxloop.store.base import new_session_id, valid_session_id
 from voxloop.store.memory import MemoryStore
+from voxloop.transcripts import Transcripts
 from voxloop.transport import protocol as p
 from voxloop.turns import TurnConfig
 from voxloop.turntaking import EchoGate
@@ -48,6 +50,7 @@ class Session:
         self.reply: Reply | None = None
         self.overlaps = Overlaps(self)  # speech over the agent: pause, judge, go on or stop
         self.speculator = Speculator(self)  # replies started at a pause, held back
+        self.transcripts = Transcripts(self)  # the end of a turn → its words, in time
         self._tasks: set[asyncio.Task] = set()
         self._not_started_reported = False
         self._greeted = False
@@ -331,15 +334,9 @@ class Session:
         ended_at = utt.ended_at or self.clock.now()
         if utt.speech_end_at is not None:
             metrics.vad_end_of_turn_ms = (ended_at - utt.speech_end_at) * 1000
-        spec = self.speculator.take(utt)
-        if spec is not None and await self.speculator.adopt(spec, utt, metrics, ended_at):
-            return
-        if utt.stt_task is not None:
-            final = await utt.stt_task
-        else:  # sequential: the whole utterance at once
-            final = await self._transcribe_safely(utt)
-        metrics.stt_final_ms = (self.clock.now() - ended_at) * 1000
-        text = final.text.strip() if final else ""
+        text = await self.transcripts.final_text(utt, metrics, ended_at)
+        if text is None:
+            return  # the speculative reply took the turn, or the STT failed (reported)
         if not await self.overlaps.is_turn(utt, text):
             return  # a backchannel or the agent's echo: no answer of its own
         self.outbox.data(self.event("final_transcript", utt.turn_id, text=text))
@@ -348,13 +345,6 @@ class Session:
         await self.interrupt("new_turn")
         await self.refresh_context()
         self.start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
-
-    async def _transcribe_safely(self, utt: Utterance) -> Transcript | None:
-        try:
-            return await transcribe_all(self.services.stt, utt.samples())
-        except Exception as exc:
-            self.error("stt_failed", f"speech recognition failed: {exc}", utt.turn_id)
-            return None
 
     # -- replies --------------------------------------------------------------------------
 
@@ -387,6 +377,7 @@ class Session:
         assert self.state is not None
         self.state.cancel_summary()  # the answer comes first
         settings = self.services.settings
+        s_llm, s_tts = settings.llm, settings.tts
         config = ReplyConfig(
             system_prompt=self.state.system_prompt(),
             output_sample_rate=self.output_rate,
@@ -395,6 +386,8 @@ class Session:
             early_first_clause=settings.session.early_first_clause and not self.sequential,
             sequential=self.sequential,
             apology=settings.session.apology or None,
+            llm_timeout_s=stall_limit(llm or self.services.llm, s_llm.timeout_s, s_llm.retries),
+            tts_timeout_s=stall_limit(self.services.tts, s_tts.timeout_s, s_tts.retries),
             filler=settings.tools.filler or None,
             filler_after_s=settings.tools.filler_after_s,
             max_tokens=settings.llm.max_tokens,  # the cap on a reply's length, for every LLM
@@ -469,6 +462,11 @@ class Session:
 
     def _set_status(self, status: str) -> None:
         self.outbox.control(self.event("status", status=status))
+
+    @property
+    def tasks(self) -> set[asyncio.Task]:
+        """The session's running tasks (spawned with `spawn`)."""
+        return self._tasks
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=f"{name}-{self.session_id}")

@@ -203,11 +203,21 @@ async def one_shot(audio: np.ndarray) -> AsyncIterator[np.ndarray]:
     yield audio
 
 
+def checked_transcript(result: object) -> Transcript:
+    """An STT result as the contract has it, or a clear error: a broken STT's output must
+    fail as an STT error, not later (a reply to `None`, an event that is not JSON)."""
+    if not isinstance(result, Transcript):
+        raise TypeError(f"the STT gave a {type(result).__name__}, not a Transcript")
+    if not isinstance(result.text, str):
+        raise TypeError(f"the STT gave {type(result.text).__name__} text, not str")
+    return result
+
+
 async def transcribe_all(stt: STTProvider, audio: np.ndarray) -> Transcript:
     """Run a streaming STT over a whole buffer and return its final transcript."""
     final: Transcript | None = None
     async for result in stt.transcribe(one_shot(audio)):
-        if result.is_final:
+        if checked_transcript(result).is_final:
             final = result
     if final is None:
         raise RuntimeError(f"STT provider {stt.name!r} ended without a final transcript")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -28,11 +30,12 @@ INTERNAL_ERROR = 1011
 
 
 class _Closing(Exception):
-    """End the connection with this close code and reason."""
+    """End the connection with this close code and reason (`abort`: reset it instead,
+    since a close frame could never get through)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, *, abort: bool = False) -> None:
         super().__init__(reason)
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.abort = code, reason, abort
 
 
 async def serve_websocket(
@@ -162,13 +165,39 @@ class _Reader:
 
 
 async def _close(websocket: WebSocket, closing: _Closing) -> None:
-    """Hang up properly (the code and reason reach the client) if the socket is open."""
+    """Hang up properly (the code and reason reach the client) if the socket is open;
+    reset it if that cannot work (a client that does not read) or does not in 5 s."""
+    if closing.abort and _abort(websocket):
+        return
     if websocket.application_state != WebSocketState.CONNECTED:
         return
     if websocket.client_state != WebSocketState.CONNECTED:
         return
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+    try:
         await asyncio.wait_for(websocket.close(closing.code, closing.reason[:120]), 5.0)
+    except TimeoutError:
+        _abort(websocket)
+    except (RuntimeError, WebSocketDisconnect, OSError):
+        pass
+
+
+def _abort(websocket: WebSocket) -> bool:
+    """Reset the connection at once. A server closes a socket politely, once every byte
+    it has buffered is out; a client that stopped reading never takes them, so its socket
+    (and up to megabytes of kernel buffer) would stay for as long as the client likes.
+    Under uvicorn the transport is the owner of the ASGI `receive` callable; elsewhere (a
+    test client, another server) there may be none: False, nothing done."""
+    owner = getattr(getattr(websocket, "_receive", None), "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if not callable(getattr(transport, "abort", None)):  # asyncio's or uvloop's transport
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # linger 0: close sends RST, drops the buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    log.info("connection reset", extra={"client": getattr(owner, "client", None)})
+    return True
 
 
 class _Sender:
@@ -196,6 +225,7 @@ class _Sender:
                     raise _Closing(
                         CLOSE_POLICY,
                         f"client too slow: a frame waited over {self.timeout_s:.0f} s",
+                        abort=True,
                     ) from None
 
 
