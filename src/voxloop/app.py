@@ -200,5 +200,7 @@ def run_server(settings: Settings) -> None:
         # Over the frame limit, so that we can answer politely up to there.
         ws_max_size=max(4 << 20, 2 * settings.limits.max_frame_bytes),
         ws_ping_interval=settings.limits.heartbeat_s,  # dead peers are dropped
+        # PCM hardly compresses: deflate would only burn CPU on every audio frame.
+        ws_per_message_deflate=False,
         ws_ping_timeout=settings.limits.heartbeat_s,
     )

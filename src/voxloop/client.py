@@ -86,7 +86,7 @@ async def talk(
     marks: dict[str, float] = {}
     done = asyncio.Event()
 
-    async with websockets.connect(url, max_size=None, open_timeout=30) as ws:
+    async with websockets.connect(url, max_size=None, open_timeout=30, compression=None) as ws:
         for frame in wire.opening():
             await ws.send(frame)
 
