@@ -2,8 +2,9 @@
 
 Every simulated user asks a question, waits for the whole answer, hangs up, and calls
 again after a short pause, for the whole run: sessions are created and torn down all the
-time. The server's resident memory is sampled throughout; after the warm-up (the first
-fifth of the run, at least a minute) it should stay flat. Reported: turns and errors,
+time, and stored in SQLite as by default. The server's resident memory is sampled
+throughout; after the warm-up (the first fifth of the run, at least a minute) it should
+stay flat. Reported: turns and errors,
 latency early and late in the run (drift), the memory curve and its growth.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -94,7 +96,15 @@ def bench_soak(
     duration = minutes * 60
     warmup = min(max(60.0, duration / 5), duration / 2)
     results: list[dict[str, Any]] = []
-    with running_server(url, providers=providers) as server, _Memory(server) as memory:
+    # The default store, SQLite on disk: the memory store the other benchmarks use keeps
+    # every conversation in the process (up to 10,000), which would read as a leak here.
+    store = tempfile.TemporaryDirectory(prefix="voxloop-soak-")
+    env = {"VOXLOOP_STORE__BACKEND": "sqlite", "VOXLOOP_STORE__PATH": f"{store.name}/soak.db"}
+    with (
+        store,
+        running_server(url, providers=providers, env=env) as server,
+        _Memory(server) as memory,
+    ):
         t0 = time.monotonic()
         until = t0 + duration
 
