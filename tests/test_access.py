@@ -252,3 +252,33 @@ def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_limit():
             start(ws)
         code, _ = refused(client, "/ws", headers={"X-Forwarded-For": "203.0.113.2"})
         assert code == 1008
+
+
+def test_a_dead_peer_is_dropped_by_the_heartbeat(tmp_path):
+    """A client that completes the handshake and then never answers the server's pings
+    (a peer that vanished without a FIN) is closed after `limits.heartbeat_s` + the pong
+    wait, instead of holding a session for ever."""
+    import base64
+    import socket
+
+    from voxloop.bench.server import running_server
+
+    env = {"VOXLOOP_LIMITS__HEARTBEAT_S": "0.5", "VOXLOOP_LIMITS__IDLE_TIMEOUT_S": "600"}
+    with running_server(providers="fake", env=env, log_path=tmp_path / "log") as srv:
+        port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(b"0123456789abcdef").decode()
+        sock.sendall(
+            (
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        received = b""
+        started = time.monotonic()
+        while chunk := sock.recv(65536):  # pings arrive; we never pong: then the close
+            received += chunk
+        sock.close()
+        assert received.startswith(b"HTTP/1.1 101")
+        assert time.monotonic() - started < 20  # closed by the server, not our timeout
