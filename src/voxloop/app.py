@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from voxloop import __version__
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.config import Settings, reveal
 from voxloop.gate import Gate
 from voxloop.logs import setup_logging
 from voxloop.providers.registry import ProviderPool, Registry
@@ -85,8 +85,7 @@ def _toolbox(settings: Settings) -> ToolBox | None:
     t = settings.tools
     if not t.enabled:
         return None
-    key = t.tavily_api_key.get_secret_value() if t.tavily_api_key is not None else None
-    return default_toolbox(tavily_api_key=key, tavily_url=t.tavily_url)
+    return default_toolbox(tavily_api_key=reveal(t.tavily_api_key), tavily_url=t.tavily_url)
 
 
 async def _retention(services: Services) -> None:

@@ -449,6 +449,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("invalid settings: a value is nested too deeply") from None
 
 
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's value, for the one place that sends it (never for logs)."""
+    return secret.get_secret_value() if secret is not None else None
+
+
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, with every secret replaced by '***'."""
 

@@ -94,6 +94,19 @@ class ToolSpec:
     parameters: dict
 
 
+def function_schema(tool: ToolSpec) -> dict:
+    """The tool in the OpenAI-style `{"type": "function", ...}` shape, which
+    OpenAI-compatible servers and llama.cpp's chat templates both read."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
 @dataclass(frozen=True)
 class AudioChunk:
     """int16 mono PCM plus its rate; the unit TTS streams out."""

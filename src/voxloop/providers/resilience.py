@@ -12,7 +12,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from voxloop.clock import Clock, RealClock
 from voxloop.errors import CircuitOpenError, ProviderCallError
@@ -28,6 +28,16 @@ class RetryPolicy:
     first_item_timeout_s: float = 10.0  # request → first token
     idle_timeout_s: float = 10.0  # between tokens
     rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def for_stage(cls, stage: Any) -> RetryPolicy:
+        """The policy a `[stt]`, `[llm]` or `[tts]` section asks for: `retries` more tries,
+        `timeout_s` for the first item and between items."""
+        return cls(
+            attempts=stage.retries + 1,
+            first_item_timeout_s=stage.timeout_s,
+            idle_timeout_s=stage.timeout_s,
+        )
 
     def delay(self, attempt: int, error: ProviderCallError) -> float:
         """Full jitter: uniform in [0, min(cap, base·2^attempt)]; a server's Retry-After

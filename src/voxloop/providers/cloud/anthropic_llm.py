@@ -112,20 +112,8 @@ class AnthropicLLM(RemoteLLM):
             request["system"] = system
         return request
 
-    def generate_with_tools(
-        self,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str | ToolCall]:
-        request = self._build(messages, max_tokens, temperature)
-        request["tools"] = [
-            {"name": t.name, "description": t.description, "input_schema": t.parameters}
-            for t in tools
-        ]
-        return self._resilient(request)
+    def _tool(self, tool: ToolSpec) -> dict[str, Any]:
+        return {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
 
     async def _stream(self, request: dict[str, Any]) -> AsyncIterator[str | ToolCall]:
         sdk = self._sdk

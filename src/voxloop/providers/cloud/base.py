@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.config import Settings, reveal
 from voxloop.errors import ProviderCallError
-from voxloop.providers.base import Capabilities, LLMProvider, Message
+from voxloop.providers.base import Capabilities, LLMProvider, Message, ToolCall, ToolSpec
 from voxloop.providers.cloud.http import retry_after_s
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy, resilient_stream
 
@@ -41,17 +41,12 @@ class RemoteLLM(LLMProvider):
         return {
             "max_tokens": s.max_tokens,
             "temperature": s.temperature,
-            "policy": RetryPolicy(
-                attempts=s.retries + 1,
-                first_item_timeout_s=s.timeout_s,
-                idle_timeout_s=s.timeout_s,
-            ),
+            "policy": RetryPolicy.for_stage(s),
         }
 
     @staticmethod
     def api_key(settings: Settings) -> str | None:
-        key = settings.llm.api_key
-        return key.get_secret_value() if key is not None else None
+        return reveal(settings.llm.api_key)
 
     @property
     @abstractmethod
@@ -75,6 +70,23 @@ class RemoteLLM(LLMProvider):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         return self._resilient(self._build(messages, max_tokens, temperature))
+
+    def generate_with_tools(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str | ToolCall]:
+        """Only for adapters whose capabilities say `tools` (they define `_tool`)."""
+        request = self._build(messages, max_tokens, temperature)
+        request["tools"] = [self._tool(t) for t in tools]
+        return self._resilient(request)
+
+    def _tool(self, tool: ToolSpec) -> dict[str, Any]:
+        """The tool in the vendor's request format."""
+        raise NotImplementedError(f"{self.name} cannot call tools")
 
     def _build(
         self, messages: Sequence[Message], max_tokens: int | None, temperature: float | None

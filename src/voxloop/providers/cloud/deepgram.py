@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.config import Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError, ProviderError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s
@@ -70,10 +70,10 @@ class DeepgramTTS(TTSProvider):
         s = settings.tts
         return cls(
             base_url=s.base_url or API_URL,
-            api_key=s.api_key.get_secret_value() if s.api_key is not None else None,
+            api_key=reveal(s.api_key),
             voice=s.voice or s.model or DEFAULT_VOICE,  # Deepgram's model is the voice
             sample_rate=s.sample_rate,
-            policy=policy_from(s.retries, s.timeout_s),
+            policy=RetryPolicy.for_stage(s),
         )
 
     def info(self) -> ProviderInfo:
@@ -112,12 +112,6 @@ class DeepgramTTS(TTSProvider):
             raise ProviderCallError(
                 f"connection to {self.where} failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
-
-
-def policy_from(retries: int, timeout_s: float) -> RetryPolicy:
-    return RetryPolicy(
-        attempts=retries + 1, first_item_timeout_s=timeout_s, idle_timeout_s=timeout_s
-    )
 
 
 def api_root(url: str, schemes: dict[str, str]) -> str:

@@ -30,7 +30,7 @@ from websockets.exceptions import (
 )
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.config import Settings, reveal
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import (
     Capabilities,
@@ -39,7 +39,7 @@ from voxloop.providers.base import (
     STTProvider,
     Transcript,
 )
-from voxloop.providers.cloud.deepgram import API_URL, api_root, policy_from, status_error
+from voxloop.providers.cloud.deepgram import API_URL, api_root, status_error
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -176,12 +176,12 @@ class DeepgramSTT(STTProvider):
         s = settings.stt
         return cls(
             base_url=s.base_url or API_URL,
-            api_key=s.api_key.get_secret_value() if s.api_key is not None else None,
+            api_key=reveal(s.api_key),
             model=s.model or DEFAULT_STT_MODEL,
             language=s.language,
             endpointing_ms=s.endpointing_ms,
             replay_s=s.replay_s,
-            policy=policy_from(s.retries, s.timeout_s),
+            policy=RetryPolicy.for_stage(s),
         )
 
     def info(self) -> ProviderInfo:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import ConfigError, Settings
+from voxloop.config import ConfigError, Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s
@@ -85,13 +85,9 @@ class ElevenLabsTTS(TTSProvider):
             base_url=s.base_url or DEFAULT_URL,
             voice=s.voice or DEFAULT_VOICE,
             model=s.model or DEFAULT_MODEL,
-            api_key=s.api_key.get_secret_value() if s.api_key is not None else None,
+            api_key=reveal(s.api_key),
             sample_rate=s.sample_rate,
-            policy=RetryPolicy(
-                attempts=s.retries + 1,
-                first_item_timeout_s=s.timeout_s,
-                idle_timeout_s=s.timeout_s,
-            ),
+            policy=RetryPolicy.for_stage(s),
         )
 
     def info(self) -> ProviderInfo:

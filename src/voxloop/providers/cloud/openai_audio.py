@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings
+from voxloop.config import Settings, reveal
 from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import (
     AudioChunk,
@@ -59,13 +59,11 @@ class _OpenAIAudio:
 
     @staticmethod
     def from_stage(settings: Settings, stage) -> dict:
-        key = stage.api_key.get_secret_value() if stage.api_key is not None else None
-        policy = RetryPolicy(
-            attempts=stage.retries + 1,
-            first_item_timeout_s=stage.timeout_s,
-            idle_timeout_s=stage.timeout_s,
-        )
-        return {"base_url": stage.base_url or DEFAULT_URL, "api_key": key, "policy": policy}
+        return {
+            "base_url": stage.base_url or DEFAULT_URL,
+            "api_key": reveal(stage.api_key),
+            "policy": RetryPolicy.for_stage(stage),
+        }
 
     def stream(self, make, name: str):
         return resilient_stream(

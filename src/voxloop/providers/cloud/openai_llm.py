@@ -14,7 +14,14 @@ from typing import Any, Self
 
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError
-from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
+from voxloop.providers.base import (
+    Capabilities,
+    Message,
+    ProviderInfo,
+    ToolCall,
+    ToolSpec,
+    function_schema,
+)
 from voxloop.providers.cloud.base import RemoteLLM, sdk_error
 
 
@@ -64,27 +71,8 @@ class OpenAICompatibleLLM(RemoteLLM):
             "temperature": temperature,
         }
 
-    def generate_with_tools(
-        self,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str | ToolCall]:
-        request = self._build(messages, max_tokens, temperature)
-        request["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                },
-            }
-            for t in tools
-        ]
-        return self._resilient(request)
+    def _tool(self, tool: ToolSpec) -> dict[str, Any]:
+        return function_schema(tool)
 
     async def _stream(self, request: dict) -> AsyncIterator[str | ToolCall]:
         calls: dict[int, list[str]] = {}  # tool calls arrive in pieces, by index: id, name, args

@@ -25,6 +25,7 @@ from voxloop.providers.base import (
     ProviderInfo,
     ToolCall,
     ToolSpec,
+    function_schema,
 )
 from voxloop.providers.local import local_tools
 from voxloop.providers.local.modelfiles import LLM_PRESETS, Progress, resolve_model, rich_progress
@@ -156,7 +157,7 @@ class LlamaLLM(LLMProvider):
         payload = [{"role": m.role, "content": m.content} for m in messages]
         tokens = max_tokens or self.max_tokens
         temp = self.temperature if temperature is None else temperature
-        schema = [local_tools.schema(t) for t in tools] or None
+        schema = [function_schema(t) for t in tools] or None
 
         def make() -> Iterator[Any]:
             return self._stream(payload, tokens, temp, schema)

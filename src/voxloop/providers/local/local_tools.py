@@ -16,23 +16,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from voxloop.providers.base import Message, ToolCall, ToolSpec, tools_as_text
 
 if TYPE_CHECKING:
     from voxloop.providers.local.llama_llm import LlamaLLM
-
-
-def schema(tool: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": tool.name,
-            "description": tool.description,
-            "parameters": tool.parameters,
-        },
-    }
 
 
 async def generate(
