@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from repeatable import REPEATABLE, REPEATABLE_ENV
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LOCAL_MODULES = ("onnxruntime", "faster_whisper", "llama_cpp", "piper")
 
@@ -46,7 +48,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Non
 def real_settings():
     from voxloop.config import Settings
 
-    return Settings()
+    return Settings(**REPEATABLE)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +95,6 @@ def server(tmp_path_factory):
 
     log = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(
-        providers="embedded", log_path=log, env={"VOXLOOP_LOG_LEVEL": "INFO"}
+        providers="embedded", log_path=log, env={"VOXLOOP_LOG_LEVEL": "INFO", **REPEATABLE_ENV}
     ) as srv:
         yield {"http": f"http://127.0.0.1:{srv.port}", "ws": srv.url, "log": log}

@@ -110,9 +110,15 @@ def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):
             expect(page.get_by_test_id("latency-bar")).to_have_count(1)
             expect(page.get_by_test_id("latency-median")).to_have_text(re.compile(r"^\d+\.\d+ s$"))
             expect(reply).not_to_have_class(re.compile("streaming"))
+            # The metrics can come while the reply still plays on a busy machine: wait for
+            # the end of playback, and for the sampler to have seen the final position.
+            page.wait_for_function(
+                "!window.voxloop.playing && window.voxloop.playbackMs > 0"
+                " && window.__positions.at(-1) === window.voxloop.playbackMs",
+                timeout=TIMEOUT_MS,
+            )
 
-            snapshot = page.evaluate("({ ...window.voxloop })")
-            positions = page.evaluate("window.__positions")
+            snapshot, positions = page.evaluate("[{ ...window.voxloop }, window.__positions]")
             turn = snapshot["turns"][0]
             print(f"\nturn metrics: {turn}")
             print(f"messages: {snapshot['messages']}")

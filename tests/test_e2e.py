@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from repeatable import REPEATABLE_ENV
 from voxloop.audio import float_to_pcm16, write_wav
 from voxloop.wer import normalize, wer
 
@@ -21,7 +22,7 @@ FOLLOW_UP = "And what is the capital of Germany?"
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
-    return {**env, **extra}
+    return {**env, **REPEATABLE_ENV, **extra}
 
 
 def _voxloop(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -65,8 +66,9 @@ def test_talk_to_the_server(server, speak, tmp_path):
 
     # The reply audio must say the reply text. Whisper base is the ear here (tiny.en is the
     # system under test). Both hear this voice's "France is" as "Francis" most of the time
-    # (measured: base 12 of 15 syntheses, tiny.en 15 of 15), which alone is 2 errors in a
-    # 6-word reply; so the word error rate is taken over both replies' audio together.
+    # (measured with the voice's own variation: base 12 of 15 syntheses, tiny.en 15 of 15;
+    # the tests' repeatable audio is heard so too), which alone is 2 errors in a 6-word
+    # reply; so the word error rate is taken over both replies' audio together.
     heard = []
     for wav in (reply_wav, second_wav):
         out = _voxloop("transcribe", str(wav), VOXLOOP_STT__PRESET="base")

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from repeatable import REPEATABLE_ENV
 from voxloop.audio import silence
 from voxloop.providers.base import Message, one_shot, transcribe_all
 from voxloop.vad import speech_segments
@@ -149,8 +150,37 @@ def test_tts_streams_one_chunk_per_sentence(real_pool):
     assert all(p.sample_rate == 22050 and len(p.pcm) > 2205 for p in parts)
 
 
+def test_tts_variation_zero_repeats_itself_and_one_does_not(real_pool):
+    from voxloop.providers.local.piper_tts import PiperTTS
+
+    def twice(tts) -> tuple[bytes, bytes]:
+        async def once() -> bytes:
+            return b"".join([c.pcm.tobytes() async for c in tts.synthesize("Hello there.")])
+
+        return asyncio.run(once()), asyncio.run(once())
+
+    fixed = real_pool.get("tts")  # the tests' pool: variation 0
+    a, b = twice(fixed)
+    assert a == b
+    lively = PiperTTS(fixed.voice_path, variation=1.0)
+    c, d = twice(lively)
+    assert c != d
+    assert abs(len(c) - len(a)) < len(a) // 2  # the same words, not something else
+
+
+def test_llm_seed_repeats_a_sampled_reply(real_pool):
+    llm = real_pool.get("llm")  # the tests' pool: seed 7
+    messages = [Message("user", "Name a colour, then a fruit.")]
+
+    async def ask() -> str:
+        return "".join([d async for d in llm.generate(messages, temperature=1.5)])
+
+    assert asyncio.run(ask()) == asyncio.run(ask())
+
+
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
+    env.update(REPEATABLE_ENV)
     return subprocess.run(
         [sys.executable, "-m", "voxloop", *args],
         capture_output=True,

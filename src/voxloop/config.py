@@ -88,6 +88,13 @@ class LLMSettings(BaseModel):
     threads: int = Field(2, ge=1)
     max_tokens: int = Field(256, ge=1, le=4096, description="the cap on a reply's length")
     temperature: float = Field(0.3, ge=0.0, le=2.0)
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="llama: a fixed sampling seed, so the same prompt gets the same reply "
+        "(tests, demos); none: a new seed each time",
+    )
     system_prompt: str = (
         "You are voxloop, a friendly voice assistant. Answer in one to three short spoken "
         "sentences. Never use markdown, lists or code."
@@ -125,6 +132,13 @@ class TTSSettings(BaseModel):
         None, description="a Piper .onnx voice; default: the packaged en_US-joe-medium"
     )
     speed: float = Field(1.0, gt=0.1, le=4.0, description="1.0 is normal speed")
+    variation: float = Field(
+        1.0,
+        ge=0.0,
+        le=2.0,
+        description="piper: how much the voice varies between syntheses of the same text "
+        "(1.0: the voice's own; 0: the same audio every time)",
+    )
     voice: str | None = Field(None, description="remote TTS: the voice name")
     model: str | None = Field(None, description="remote TTS: the model name")
     base_url: str | None = Field(None, description="remote TTS: the endpoint")

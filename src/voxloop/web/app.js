@@ -623,6 +623,9 @@ Object.defineProperty(window, "voxloop", {
     get playbackMs() {
       return state.playback.ms;
     },
+    get playing() {
+      return state.playback.playing;
+    },
     get playbackTurn() {
       return state.playback.turn;
     },

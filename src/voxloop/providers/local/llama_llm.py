@@ -48,6 +48,7 @@ class LlamaLLM(LLMProvider):
         threads: int = 2,
         max_tokens: int = 256,
         temperature: float = 0.3,
+        seed: int | None = None,
     ) -> None:
         from llama_cpp import Llama
 
@@ -70,6 +71,7 @@ class LlamaLLM(LLMProvider):
         self.warm_prompt: str | None = None  # evaluated at warm-up, so its KV cache is ready
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed
         self.worker = ModelWorker("llm")
         # asyncio locks belong to one event loop; the provider may outlive several.
         self._turn_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -93,6 +95,7 @@ class LlamaLLM(LLMProvider):
             threads=s.threads,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
+            seed=s.seed,
         )
         llm.warm_prompt = _default_prompt(settings)
         if s.local_tools:
@@ -121,6 +124,7 @@ class LlamaLLM(LLMProvider):
                 max_tokens=max_tokens,
                 temperature=temperature,
                 tools=tools,
+                seed=self.seed,
             )
         )
 

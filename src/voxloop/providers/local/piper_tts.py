@@ -39,7 +39,14 @@ class PiperTTS(TTSProvider):
     name = "piper"
     capabilities = Capabilities(streaming_output=True)
 
-    def __init__(self, voice_path: Path | None = None, *, speed: float = 1.0, threads: int = 1):
+    def __init__(
+        self,
+        voice_path: Path | None = None,
+        *,
+        speed: float = 1.0,
+        variation: float = 1.0,
+        threads: int = 1,
+    ):
         import onnxruntime as ort
         from piper import PiperVoice, SynthesisConfig
         from piper.config import PiperConfig
@@ -71,12 +78,21 @@ class PiperTTS(TTSProvider):
         self.voice_name = self.voice_path.stem
         self.sample_rate = int(config.sample_rate)
         # length_scale > 1 is slower speech, so it is the inverse of speed.
-        self._syn = SynthesisConfig(length_scale=config.length_scale / speed, volume=0.9)
+        # Piper draws random noise for each synthesis; scaling it to 0 makes the same text
+        # give the same audio, which tests need (a test question must not be misheard at
+        # random).
+        self._syn = SynthesisConfig(
+            length_scale=config.length_scale / speed,
+            noise_scale=config.noise_scale * variation,
+            noise_w_scale=config.noise_w_scale * variation,
+            volume=0.9,
+        )
         self.worker = ModelWorker("tts")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(settings.tts.voice_path, speed=settings.tts.speed)
+        s = settings.tts
+        return cls(s.voice_path, speed=s.speed, variation=s.variation)
 
     def info(self) -> ProviderInfo:
         return ProviderInfo(
