@@ -46,8 +46,8 @@ class CountingSTT(STTProvider):
         return ProviderInfo(self.name, "test")
 
     async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
-        async for c in audio:
-            self.heard.append(round(float(c[0]) * 100))
+        async for c in audio:  # chunks that waited together arrive joined (AudioQueue)
+            self.heard.extend(round(float(v) * 100) for v in c[::CHUNK])
             yield Transcript(f"{len(self.heard)} chunks", is_final=False)
         yield Transcript(" ".join(map(str, self.heard)), is_final=True)
 

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from voxloop import __version__
+from voxloop import __version__, runtime
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings, reveal
 from voxloop.gate import Gate
@@ -109,7 +109,11 @@ def create_app(
     registry: Registry | None = None,
     services: Services | None = None,
     warmup: bool = True,
+    tune_gc: bool = False,
 ) -> FastAPI:
+    """`tune_gc`: tune the process's garbage collector once warm (runtime.py); only for
+    a process that is the server, never for one that builds apps in passing (tests)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         svc = services or build_services(settings, registry)
@@ -118,13 +122,17 @@ def create_app(
         if warmup:
             for provider in (svc.vad, svc.stt, svc.llm, svc.tts):
                 await provider.warmup()
+        if tune_gc:
+            runtime.tune_gc()
         retention = asyncio.create_task(_retention(svc), name="retention")
+        lag = asyncio.create_task(svc.metrics.prometheus.probe_loop_lag(), name="loop-lag")
         app.state.ready = True
         log.info("voxloop ready", extra={"version": __version__})
         yield
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention
+        for task in (retention, lag):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if services is None:
             await svc.store.close()
             if svc.events is not None:
@@ -183,14 +191,14 @@ def app_from_env() -> FastAPI:
 
     settings = load_settings()
     setup_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, tune_gc=settings.server.gc_tuning)
 
 
 def run_server(settings: Settings) -> None:
     import uvicorn
 
     setup_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, tune_gc=settings.server.gc_tuning)
     uvicorn.run(
         app,
         host=settings.server.host,

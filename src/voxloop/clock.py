@@ -11,7 +11,12 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+
+class Timer(Protocol):
+    def cancel(self) -> object: ...
 
 
 class Clock(Protocol):
@@ -21,6 +26,11 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        """Run `callback` after `seconds`, unless the returned timer is cancelled first.
+        Cheaper than a task that sleeps: watchdogs set one per token or audio chunk."""
+        ...
+
 
 class RealClock:
     def now(self) -> float:
@@ -28,6 +38,9 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, seconds), callback)
 
 
 class VirtualClock:
@@ -48,6 +61,12 @@ class VirtualClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
         await fut
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: None if f.cancelled() else callback())
+        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._seq), fut))
+        return fut
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking sleepers in order and letting woken tasks run."""

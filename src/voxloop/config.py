@@ -295,6 +295,11 @@ class StoreSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    gc_tuning: bool = Field(
+        True,
+        description="after warm-up, freeze the heap and collect young objects less often: "
+        "garbage-collection pauses stall every session at once (see runtime.py)",
+    )
 
 
 class AuthSettings(BaseModel):

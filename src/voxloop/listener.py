@@ -35,20 +35,43 @@ MODEL_RATE = 16000
 
 
 class AudioQueue:
-    """An async iterator over audio chunks that a producer feeds and closes."""
+    """An async iterator over audio chunks that a producer feeds and closes.
+
+    The consumer gets everything that arrived since it last looked, joined into one
+    chunk: on a busy server several client frames wait at once, and each chunk costs the
+    VAD and STT loops a pass of their own."""
 
     def __init__(self) -> None:
-        self._q: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
+        self._chunks: list[np.ndarray] = []
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def put(self, chunk: np.ndarray) -> None:
-        self._q.put_nowait(chunk)
+        if not self._closed:
+            self._chunks.append(chunk)
+            self._wake()
 
     def close(self) -> None:
-        self._q.put_nowait(None)
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def __aiter__(self) -> AsyncIterator[np.ndarray]:
-        while (chunk := await self._q.get()) is not None:
-            yield chunk
+        while True:
+            if self._chunks:
+                chunks, self._chunks = self._chunks, []
+                yield chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            elif self._closed:
+                return
+            else:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
 
 
 @dataclass

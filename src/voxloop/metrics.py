@@ -8,6 +8,7 @@ feeds Prometheus collectors of its own (`CollectorRegistry` per registry, no glo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 import threading
@@ -51,6 +52,8 @@ STAGES = (
 )
 
 
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+LAG_PROBE_S = 0.1
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -79,6 +82,13 @@ class PrometheusMetrics:
         self.errors = Counter(
             "voxloop_errors", "Errors reported to clients", ["code"], registry=self.registry
         )
+        self.loop_lag = Histogram(
+            "voxloop_event_loop_lag_seconds",
+            f"How late a {LAG_PROBE_S:g} s timer fires on the event loop: every frame of "
+            "every session waits this long on a busy server",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
         self.sessions = Gauge(
             "voxloop_active_sessions", "Connected sessions", registry=self.registry
         )
@@ -96,6 +106,15 @@ class PrometheusMetrics:
 
     def track_sessions(self, count: Callable[[], int]) -> None:
         self.sessions.set_function(count)
+
+    async def probe_loop_lag(self) -> None:
+        """Runs for ever: all sessions share one event loop, so its lag is the clearest
+        sign of a saturated server (it adds to every stage of every turn)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_S
+            await asyncio.sleep(LAG_PROBE_S)
+            self.loop_lag.observe(max(0.0, loop.time() - due))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

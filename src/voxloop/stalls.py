@@ -37,13 +37,12 @@ async def deadline(clock: Clock, seconds: float | None) -> AsyncIterator[None]:
     assert task is not None
     expired = False
 
-    async def alarm() -> None:
+    def alarm() -> None:
         nonlocal expired
-        await clock.sleep(seconds)
         expired = True
         task.cancel()
 
-    timer = asyncio.create_task(alarm(), name="deadline")
+    timer = clock.call_later(seconds, alarm)
     try:
         yield
     except asyncio.CancelledError:

@@ -75,6 +75,8 @@ class Transcripts:
     async def _in_time(self, task: asyncio.Task) -> bool:
         """Wait for a transcription, from the end of the turn at most the STT's stall
         limit. On time out it is cancelled and False returned."""
+        if task.done():  # as it mostly is after a speculation: `wait` would cost 2 loop turns
+            return True
         try:
             async with deadline(self.s.clock, self.limit_s()):
                 await asyncio.wait([task])

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voxloop import runtime
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import RunningServer, running_server
@@ -83,6 +84,55 @@ async def _session(url: str, wav: Path, delay_s: float, timeout_s: float) -> dic
     }
 
 
+def _lag_buckets(server: RunningServer) -> dict[float, float] | None:
+    """The server's event-loop lag histogram (cumulative counts by upper bound), from
+    /metrics; None where it cannot be read (a remote server with auth on, say)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = server.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    base = base.split("/ws", 1)[0]
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=5).raise_for_status().text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "voxloop_event_loop_lag_seconds":
+            return {
+                float(sample.labels["le"]): sample.value
+                for sample in family.samples
+                if sample.name.endswith("_bucket")
+            }
+    return None
+
+
+def loop_lag(before: dict[float, float] | None, after: dict[float, float] | None) -> Any:
+    """What the lag probes saw during the run: how many, the share later than 10, 50 and
+    100 ms, and the bucket bound under which 50 % and 99 % of them fell."""
+    if not before or not after:
+        return None
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts[float("inf")]
+    if not total:
+        return None
+
+    def over(ms: float) -> float:
+        return round(1 - counts[ms / 1000] / total, 3)
+
+    def bound(q: float) -> float | None:
+        le = next(le for le, c in counts.items() if c >= q * total)
+        return None if le == float("inf") else le * 1000
+
+    return {
+        "probes": int(total),
+        "over_10ms": over(10),
+        "over_50ms": over(50),
+        "over_100ms": over(100),
+        "p50_under_ms": bound(0.5),
+        "p99_under_ms": bound(0.99),
+    }
+
+
 def run_load(
     server: RunningServer, sessions: int, wavs: list[Path], ramp_s: float, timeout_s: float
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -95,9 +145,13 @@ def run_load(
         ]
         return await asyncio.gather(*jobs)
 
+    lag_before = _lag_buckets(server)
     with _Sampler(server) as sampler:
         results = asyncio.run(all_sessions())
-    return results, sampler.report()
+    usage = sampler.report()
+    if usage is not None:
+        usage["event_loop_lag"] = loop_lag(lag_before, _lag_buckets(server))
+    return results, usage
 
 
 def summarize_load(results: list[dict[str, Any]], eot_ms: float) -> dict[str, Any]:
@@ -142,7 +196,9 @@ def bench_load(
     wavs = question_wavs(QUESTIONS, cache_dir or settings.resolved_cache_dir() / "bench")
     runs = []
     for n in sessions:
-        with running_server(url, providers=providers) as server:
+        # The simulated users run in this process: its collection pauses would hold their
+        # audio back, and the server would be charged for the wait.
+        with running_server(url, providers=providers) as server, runtime.gc_tuned():
             results, usage = run_load(server, n, wavs, ramp_s, timeout_s)
         runs.append({**summarize_load(results, eot_ms), "server_process": usage})
     held = [r["sessions"] for r in runs if r["realtime_held"]]

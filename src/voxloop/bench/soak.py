@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voxloop import runtime
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import RunningServer, running_server
@@ -104,6 +105,7 @@ def bench_soak(
         store,
         running_server(url, providers=providers, env=env) as server,
         _Memory(server) as memory,
+        runtime.gc_tuned(),  # as in bench load: the callers' pauses are not the server's
     ):
         t0 = time.monotonic()
         until = t0 + duration

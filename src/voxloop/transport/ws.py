@@ -220,7 +220,8 @@ class _Sender:
                     else self.websocket.send_text(frame)
                 )
                 try:
-                    await asyncio.wait_for(send, self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):  # no task per frame
+                        await send
                 except TimeoutError:
                     raise _Closing(
                         CLOSE_POLICY,
