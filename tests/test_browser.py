@@ -167,3 +167,44 @@ def test_the_app_signs_in_when_the_server_wants_credentials(sync_api, tmp_path):
             assert page.get_by_test_id("error-toast").count() >= 1  # the wrong key, said
         finally:
             browser.close()
+
+
+def test_settings_apply_to_the_session_and_outlive_a_reload(sync_api, tmp_path):
+    """The drawer's persona and end-of-turn silence reach the live session, are confirmed
+    in the drawer, and are replayed onto the new session after a reload."""
+    from voxloop.bench.server import running_server
+
+    mic = _mic_file(tmp_path / "mic.wav", np.zeros(1600, np.float32))
+    options = "window.voxloop.options"
+    with running_server(providers="fake") as srv, sync_api.sync_playwright() as pw:
+        browser = _launch(pw, mic)
+        page = browser.new_page()
+        expect = sync_api.expect
+        try:
+            page.goto(srv.url.replace("ws://", "http://").removesuffix("/ws"))
+            page.get_by_test_id("start").click()
+            page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
+
+            page.get_by_test_id("settings-toggle").click()
+            expect(page.get_by_test_id("settings")).to_be_visible()
+            page.get_by_test_id("persona").fill("You are a pirate.")
+            page.get_by_test_id("settings-apply").click()
+            expect(page.get_by_test_id("settings-status")).to_have_text("Applied")
+            page.locator("#eot-silence").fill("0.8")
+            page.wait_for_function(f"{options}.end_of_turn_silence_s === 0.8", timeout=5000)
+            assert page.evaluate(f"{options}.persona") == "You are a pirate."
+            page.keyboard.press("Escape")
+            expect(page.get_by_test_id("settings")).to_be_hidden()
+
+            page.reload()
+            page.get_by_test_id("start").click()
+            page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
+            page.wait_for_function(
+                f"{options}.persona === 'You are a pirate.'"
+                f" && {options}.end_of_turn_silence_s === 0.8",
+                timeout=5000,
+            )
+            page.get_by_test_id("settings-toggle").click()
+            expect(page.get_by_test_id("persona")).to_have_value("You are a pirate.")
+        finally:
+            browser.close()

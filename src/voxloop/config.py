@@ -297,8 +297,8 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     gc_tuning: bool = Field(
         True,
-        description="after warm-up, freeze the heap and collect young objects less often: "
-        "garbage-collection pauses stall every session at once (see runtime.py)",
+        description="after warm-up, freeze the heap so that full garbage collections skip "
+        "it: their pauses stall every session at once (see runtime.py)",
     )
 
 

@@ -7,10 +7,10 @@
 import { AudioEngine, CAPTURE_RATE, FRAME_SAMPLES } from "./audio.js";
 import { LatencyChart } from "./dashboard.js";
 import { VoxClient } from "./protocol.js";
+import { SettingsDrawer } from "./settings.js";
 import { errorTitle, toast as showToast } from "./toasts.js";
 import { TranscriptView } from "./transcript.js";
 
-const SETTINGS_KEY = "voxloop.settings";
 const PLAYBACK_REPORT_MS = 90; // the worklet reports every 100 ms; pass each one on
 const ERROR_HOLD_MS = 4000; // how long an error event keeps the indicator red
 const SILENCE = new ArrayBuffer(FRAME_SAMPLES * 2); // zeros: what push-to-talk sends when released
@@ -65,9 +65,7 @@ const state = {
   lastPlaybackSent: 0,
   lastPlaybackMs: 0,
   options: null, // the session's effective settings, as the server reports them
-  desired: loadDesired(), // settings the user chose; replayed onto every new session
   offlineToast: null, // dismisses the "connection lost" notice
-  configureQuiet: [], // one entry per `configure` in flight: confirm its answer or not
   turns: [], // every `metrics` event, in order
 };
 
@@ -85,6 +83,10 @@ const view = new TranscriptView({
   emptyState: $("#empty-state"),
 });
 const toast = (options) => showToast(ui.toasts, options);
+const settings = new SettingsDrawer(ui, {
+  send: (message) => client.send(message),
+  hasOptions: () => state.options !== null,
+});
 const chart = new LatencyChart({
   chart: $("#latency-chart"),
   legend: $("#latency-legend"),
@@ -180,7 +182,7 @@ client.on("close", ({ retryInMs }) => {
   state.retryAt = retryInMs !== null ? Date.now() + retryInMs : null;
   // The server cancels an unfinished reply when the socket goes; stop playing it too.
   stopPlayback();
-  state.configureQuiet.length = 0; // answers to those will never come
+  settings.lost();
   if (wasOpen && state.active) {
     view.abandonOpen("connection lost");
     state.offlineToast ??= toast({
@@ -198,7 +200,7 @@ client.on("session", (msg) => {
   state.connection = "open";
   state.everOpened = true;
   state.options = msg.options;
-  fillSettings(msg.options);
+  settings.opened(msg.options);
   if (msg.resumed && view.isEmpty) {
     view.divider(`Resumed conversation · ${msg.turns} earlier turn${msg.turns === 1 ? "" : "s"}`);
   } else if (wasOpen && !view.isEmpty) {
@@ -210,9 +212,6 @@ client.on("session", (msg) => {
   state.offlineToast = null;
   if (wasOpen)
     toast({ kind: "success", title: "Reconnected", message: "The conversation goes on." });
-  // Options like the end-of-turn silence belong to the connection, not the stored
-  // session: replay what the user chose onto every new one.
-  if (Object.keys(state.desired).length) sendConfigure({ ...state.desired }, { quiet: true });
   renderControls();
   // The controls were disabled until now; put the keyboard where the user will want it.
   if (!wasOpen && (document.activeElement === document.body || !document.activeElement)) {
@@ -320,16 +319,7 @@ client.on("metrics", (msg) => {
 client.on("configured", (msg) => {
   const { type: _type, session_id: _sid, ...options } = msg;
   state.options = options;
-  const quiet = state.configureQuiet.shift() ?? true;
-  // Our own Apply shows the effective values; a quiet replay must not clobber an edit.
-  fillSettings(options, { force: !quiet });
-  // An unknown voice is refused with an error and the old one kept: remember what the
-  // server actually uses, or every reconnect would repeat the mistake.
-  if ("voice" in state.desired) {
-    state.desired.voice = options.voice;
-    saveDesired(state.desired);
-  }
-  if (!quiet) settingsNote("Applied");
+  settings.configured(options);
 });
 
 client.on("error", (msg) => {
@@ -502,80 +492,7 @@ window.addEventListener("keyup", (event) => {
 window.addEventListener("blur", () => setPtt(false)); // a key released elsewhere never comes back
 
 // ---------------------------------------------------------------------------------------
-// Settings
-
-function openSettings(open) {
-  ui.settings.hidden = !open;
-  ui.settingsToggle.setAttribute("aria-expanded", String(open));
-  document.body.classList.toggle("settings-open", open);
-  if (open) ui.persona.focus();
-  else ui.settingsToggle.focus();
-}
-
-ui.settingsToggle.addEventListener("click", () => openSettings(ui.settings.hidden));
-ui.settingsClose.addEventListener("click", () => openSettings(false));
-document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && !ui.settings.hidden) openSettings(false);
-});
-
-let personaDirty = false;
-ui.persona.addEventListener("input", () => (personaDirty = true));
-
-function fillSettings(options, { force = false } = {}) {
-  if (!options) return;
-  if (force || !personaDirty) {
-    ui.persona.value = options.persona ?? "";
-    personaDirty = false;
-  }
-  ui.voice.value = options.voice ?? "default";
-  ui.eot.value = options.end_of_turn_silence_s;
-  ui.eotValue.value = formatSilence(options.end_of_turn_silence_s);
-  ui.bargeIn.checked = Boolean(options.barge_in);
-}
-
-// A quiet confirmation inside the drawer, where the change was made.
-let noteTimer = null;
-function settingsNote(text, { pending = false } = {}) {
-  clearTimeout(noteTimer);
-  ui.settingsStatus.textContent = text;
-  ui.settingsStatus.classList.toggle("pending", pending);
-  ui.settingsStatus.hidden = false;
-  if (!pending) noteTimer = setTimeout(() => (ui.settingsStatus.hidden = true), 2500);
-}
-
-function formatSilence(seconds) {
-  return `${Number(seconds).toFixed(1)} s`;
-}
-
-function sendConfigure(fields, { quiet = false } = {}) {
-  Object.assign(state.desired, fields);
-  saveDesired(state.desired);
-  if (client.send({ type: "configure", ...fields })) {
-    state.configureQuiet.push(quiet);
-    if (!quiet) settingsNote("Applying…", { pending: true });
-  } else if (!quiet) {
-    settingsNote("Saved · applies when the conversation starts");
-  }
-}
-
-ui.settingsForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const fields = { voice: ui.voice.value.trim() || "default" };
-  if (personaDirty || !state.options) fields.persona = ui.persona.value.trim();
-  personaDirty = false;
-  sendConfigure(fields);
-});
-
-ui.personaReset.addEventListener("click", () => {
-  personaDirty = false;
-  sendConfigure({ persona: "" }); // "" restores the server's default prompt
-});
-
-ui.eot.addEventListener("input", () => (ui.eotValue.value = formatSilence(ui.eot.value)));
-ui.eot.addEventListener("change", () => {
-  sendConfigure({ end_of_turn_silence_s: Number(ui.eot.value) });
-});
-ui.bargeIn.addEventListener("change", () => sendConfigure({ barge_in: ui.bargeIn.checked }));
+// Settings (settings.js) and a fresh start
 
 ui.newConversation.addEventListener("click", () => {
   if (!client.send({ type: "reset" })) return;
@@ -583,22 +500,6 @@ ui.newConversation.addEventListener("click", () => {
   view.clear();
   toast({ kind: "info", title: "New conversation", message: "The agent starts afresh." });
 });
-
-function loadDesired() {
-  try {
-    return JSON.parse(sessionStorage.getItem(SETTINGS_KEY)) || {};
-  } catch {
-    return {};
-  }
-}
-
-function saveDesired(desired) {
-  try {
-    sessionStorage.setItem(SETTINGS_KEY, JSON.stringify(desired));
-  } catch {
-    // storage disabled: settings then last for this page only
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // A read-only window onto the app, for tests and the console
