@@ -111,8 +111,8 @@ def create_app(
     warmup: bool = True,
     tune_gc: bool = False,
 ) -> FastAPI:
-    """`tune_gc`: tune the process's garbage collector once warm (runtime.py); only for
-    a process that is the server, never for one that builds apps in passing (tests)."""
+    """`tune_gc`: freeze the process's heap once warm (runtime.py); only for a process
+    that is the server, never for one that builds apps in passing (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
