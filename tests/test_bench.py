@@ -71,6 +71,7 @@ def test_load_bench_with_fakes(tmp_path):
     run = report["runs"][0]
     assert run["sessions"] == 3 and run["completed"] == 3
     assert run["server_process"]["rss_mb_max"] > 0
+    assert run["server_process"]["event_loop_lag"]["probes"] > 0  # read from its /metrics
     assert isinstance(run["realtime_held"], bool)
 
 
