@@ -140,8 +140,7 @@ class FakeLLM(LLMProvider):
             return self.replies(messages)
         if self.replies:
             return self.replies.pop(0)
-        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        return f"You said: {last}"
+        return f"You said: {last_user(messages)}"
 
     async def generate(
         self,
@@ -232,3 +231,8 @@ class FakeTTS(TTSProvider):
         step = self.sample_rate // 10
         for start in range(0, total, step):
             yield AudioChunk(pcm[start : start + step], self.sample_rate)
+
+
+def last_user(messages: Sequence[Message]) -> str:
+    """The latest user message's text ("" if there is none)."""
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")

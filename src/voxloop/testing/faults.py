@@ -40,7 +40,7 @@ import numpy as np
 from voxloop.clock import Clock
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import AudioChunk, Message, Transcript
-from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS
+from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, last_user
 
 if TYPE_CHECKING:
     from voxloop.config import Settings
@@ -198,7 +198,7 @@ class FaultyLLM(FakeLLM):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         stream = super().generate(messages, max_tokens=max_tokens, temperature=temperature)
-        if not self.striker.strikes(_last_user(messages)):
+        if not self.striker.strikes(last_user(messages)):
             async for token in stream:
                 yield token
             return
@@ -212,10 +212,6 @@ class FaultyLLM(FakeLLM):
 
         async for token in inject(stream, self.fault, self.clock, once):
             yield token
-
-
-def _last_user(messages: Sequence[Message]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
 _CHILD = r"""
@@ -262,7 +258,7 @@ class ProcessLLM(FakeLLM):
         self.requests.append(list(messages))
         words = self._reply(messages).split(" ")[:max_tokens]
         kill_after = self.fault.after if self.fault.kind == "kill" else None
-        if kill_after is not None and not self.striker.strikes(_last_user(messages)):
+        if kill_after is not None and not self.striker.strikes(last_user(messages)):
             kill_after = None
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
