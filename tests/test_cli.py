@@ -1,5 +1,7 @@
 """The CLI with fake providers: plain exit codes and one-line errors."""
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -144,3 +146,95 @@ def test_doctor_command_exit_code(fakes):
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 1
     assert "FAIL" in result.output
+
+
+# -- rough edges a new user hits --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("missing-dir/x.wav", "the directory {tmp}/missing-dir does not exist"),
+        (".", "{tmp} is a directory"),
+        ("x.txt", "the output must be a .wav file"),
+    ],
+)
+def test_say_names_what_is_wrong_with_the_output(fakes, tmp_path, target, problem):
+    out = tmp_path / target if target != "." else tmp_path
+    result = runner.invoke(app, ["say", "Hello.", "-o", str(out)])
+    assert result.exit_code == 1
+    assert problem.format(tmp=tmp_path) in result.output
+    assert "System error" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_talk_checks_its_output_before_it_talks(tmp_path):
+    """No server is needed to learn that the reply could never be saved."""
+    path = tmp_path / "q.wav"
+    write_wav(path, np.zeros(1600, dtype=np.int16), 16000)
+    missing = tmp_path / "nope" / "reply.wav"
+    args = ["talk", str(path), "--url", "ws://127.0.0.1:9/ws", "-o", str(missing)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert f"the directory {missing.parent} does not exist" in result.output
+
+
+def test_a_missing_config_file_is_blamed_on_the_option(tmp_path):
+    missing = tmp_path / "nope.toml"
+    result = runner.invoke(app, ["config", "-c", str(missing)])
+    assert result.exit_code == 1
+    assert f"--config {missing}: no such config file" in result.output
+    assert "VOXLOOP_CONFIG" not in result.output
+
+
+def test_a_config_file_with_a_syntax_error_is_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[llm\n")
+    result = runner.invoke(app, ["config", "-c", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}: " in result.output
+
+
+def test_config_does_not_claim_a_tts_rate_the_voice_does_not_speak(fakes):
+    """Piper speaks at its voice's own rate (22,050 Hz); tts.sample_rate is for cloud TTS."""
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tts"]["sample_rate"] is None
+
+
+def _commands(group, prefix=()):
+    """Every command of the CLI (bench and eval included), with its path."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group (typer may vendor its own click)
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_boolean_flags_show_as_plain_flags():
+    """`--json` takes no value, so the help must not show one (typer shows `<bool>`)."""
+    import typer.main
+
+    from voxloop.bench.cli import bench_app, eval_app
+
+    full = typer.Typer()
+    full.add_typer(app, name="voxloop")
+    full.add_typer(bench_app, name="bench")
+    full.add_typer(eval_app, name="eval")
+    flags = []
+    for path, command in _commands(typer.main.get_command(full)):
+        for param in command.params:
+            if getattr(param, "is_flag", False) and param.name != "help":
+                flags.append((path, param.opts[0]))
+                help_text = runner.invoke(full, [*path, "--help"], terminal_width=200).output
+                line = next(ln for ln in help_text.splitlines() if param.opts[0] + " " in ln)
+                assert "<bool>" not in line and "BOOLEAN" not in line, (path, line)
+    assert (("voxloop", "talk"), "--json") in flags  # the walk found the flags
+
+
+def test_version_prints_the_version_and_nothing_else():
+    from voxloop import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"voxloop {__version__}\n"

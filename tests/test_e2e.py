@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 from repeatable import REPEATABLE_ENV
 from voxloop.audio import float_to_pcm16, write_wav
+from voxloop.config import child_env
 from voxloop.wer import normalize, wer
 
 pytestmark = pytest.mark.models
@@ -21,8 +21,7 @@ FOLLOW_UP = "And what is the capital of Germany?"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
-    return {**env, **REPEATABLE_ENV, **extra}
+    return child_env(**REPEATABLE_ENV, **extra)
 
 
 def _voxloop(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

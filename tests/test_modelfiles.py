@@ -49,16 +49,32 @@ def packages(tmp_path, monkeypatch, request):
 
 def test_assembles_in_order_and_reports_progress(packages, tmp_path):
     _, _, parts, spec = packages
-    seen = []
+    bars: dict[str, list[int]] = {}
+    totals: dict[str, int] = {}
 
     def factory(description, total):
-        seen.append((description, total))
-        return lambda n: seen.append(n)
+        totals[description] = total
+        bars[description] = []
+        return bars[description].append
 
     path = resolve_model(spec, tmp_path / "cache", factory)
     assert path.read_bytes() == b"".join(parts)
-    assert seen[0][0].startswith("assembling")
-    assert sum(x for x in seen[1:]) == seen[0][1]  # the bar reaches exactly 100%
+    # Two bars, each over the model's real size (not a doubled total), each reaching 100 %.
+    name = spec.name
+    assert list(totals) == [f"checking {name}", f"assembling {name}"]
+    assert set(totals.values()) == {spec.size}
+    assert all(sum(bars[d]) == totals[d] for d in totals)
+
+
+def test_progress_bar_goes_to_stderr_not_stdout(capfd):
+    from voxloop.providers.local.modelfiles import rich_progress
+
+    advance = rich_progress("assembling test-model", 1000)
+    advance(400)
+    advance(600)
+    out, err = capfd.readouterr()
+    assert out == ""  # stdout carries only a command's result
+    assert "assembling test-model" in err
 
 
 def test_second_call_reuses_the_file(packages, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 
 from repeatable import REPEATABLE_ENV
 from voxloop.audio import silence
+from voxloop.config import child_env
 from voxloop.providers.base import Message, one_shot, transcribe_all
 from voxloop.vad import speech_segments
 from voxloop.wer import normalize, wer
@@ -179,8 +179,7 @@ def test_llm_seed_repeats_a_sampled_reply(real_pool):
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
-    env.update(REPEATABLE_ENV)
+    env = child_env(**REPEATABLE_ENV)
     return subprocess.run(
         [sys.executable, "-m", "voxloop", *args],
         capture_output=True,

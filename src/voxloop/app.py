@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
+import sys
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,8 +24,10 @@ from fastapi.staticfiles import StaticFiles
 from voxloop import __version__, runtime
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings, reveal
+from voxloop.errors import VoxloopError
 from voxloop.gate import Gate
 from voxloop.logs import setup_logging
+from voxloop.providers.local.llm_probe import Probe, probe_configured
 from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.services import Services
 from voxloop.store.base import ResponseQueue, SessionStore
@@ -110,9 +116,11 @@ def create_app(
     services: Services | None = None,
     warmup: bool = True,
     tune_gc: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> FastAPI:
     """`tune_gc`: freeze the process's heap once warm (runtime.py); only for a process
-    that is the server, never for one that builds apps in passing (tests)."""
+    that is the server, never for one that builds apps in passing (tests). `on_ready`
+    runs once the models are loaded and warm."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -128,6 +136,8 @@ def create_app(
         lag = asyncio.create_task(svc.metrics.prometheus.probe_loop_lag(), name="loop-lag")
         app.state.ready = True
         log.info("voxloop ready", extra={"version": __version__})
+        if on_ready is not None:
+            on_ready()
         yield
         for task in (retention, lag):
             task.cancel()
@@ -194,15 +204,31 @@ def app_from_env() -> FastAPI:
     return create_app(settings, tune_gc=settings.server.gc_tuning)
 
 
-def run_server(settings: Settings) -> None:
+def run_server(settings: Settings, probe: Probe = probe_configured) -> None:
+    """Serve until stopped. The port is taken first and the LLM smoke-tested in a child
+    process (`probe`), so a busy port or an engine that crashes this CPU is one line in
+    seconds, not a traceback or a silent "Segmentation fault" after the models load."""
     import uvicorn
 
     setup_logging(settings.log_level)
-    app = create_app(settings, tune_gc=settings.server.gc_tuning)
-    uvicorn.run(
+    sock = listen(settings.server.host, settings.server.port)
+    if settings.server.llm_check:
+        try:
+            outcome = probe(settings)
+        except VoxloopError:
+            sock.close()
+            raise
+        if outcome is not None and not outcome.ok:
+            sock.close()
+            raise VoxloopError(f"the LLM failed its start-up check: {outcome.message}")
+    url = _browser_url(settings.server.host, sock.getsockname()[1])
+    app = create_app(
+        settings,
+        tune_gc=settings.server.gc_tuning,
+        on_ready=lambda: print(f"voxloop is ready: open {url}", file=sys.stderr, flush=True),
+    )
+    config = uvicorn.Config(
         app,
-        host=settings.server.host,
-        port=settings.server.port,
         log_config=None,
         # Over the frame limit, so that we can answer politely up to there.
         ws_max_size=max(4 << 20, 2 * settings.limits.max_frame_bytes),
@@ -211,3 +237,33 @@ def run_server(settings: Settings) -> None:
         ws_per_message_deflate=False,
         ws_ping_timeout=settings.limits.heartbeat_s,
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a `VoxloopError` that says why not. IPv4 unless
+    the host is an IPv6 address, as uvicorn itself binds ("localhost" stays 127.0.0.1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise VoxloopError(
+                f"port {port} on {host} is already in use (is another voxloop running?); "
+                "stop that process or choose another port with --port"
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise VoxloopError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _browser_url(host: str, port: int) -> str:
+    """Where a person on this machine opens the app (a wildcard bind is reached locally)."""
+    local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}
+    shown = local.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"

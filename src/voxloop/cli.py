@@ -16,7 +16,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from voxloop.config import CONFIG_ENV, ConfigError, Settings, load_settings, masked_dump
+from voxloop.config import (
+    CONFIG_ENV,
+    ConfigError,
+    Settings,
+    check_config_file,
+    load_settings,
+    masked_dump,
+)
 from voxloop.errors import VoxloopError
 
 T = TypeVar("T")
@@ -29,10 +36,37 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# A boolean option takes no value: an empty metavar keeps typer from showing `<bool>`.
+FLAG: dict[str, Any] = {"metavar": ""}
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="a TOML settings file (else $VOXLOOP_CONFIG)"),
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from voxloop import __version__
+
+        typer.echo(f"voxloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the version and exit",
+            **FLAG,
+        ),
+    ] = False,
+) -> None:
+    """Real-time voice-to-voice AI agent server, fully local by default."""
 
 
 def _fail(message: str) -> None:
@@ -41,13 +75,29 @@ def _fail(message: str) -> None:
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
-    if config is not None:
-        os.environ[CONFIG_ENV] = str(config)
     try:
+        if config is not None:  # checked here, so that the message names the option
+            check_config_file(config, f"--config {config}")
+            os.environ[CONFIG_ENV] = str(config)
         return load_settings(**overrides)
     except ConfigError as exc:
         _fail(str(exc))
         raise  # unreachable, keeps type checkers happy
+
+
+def _check_wav_output(path: Path) -> None:
+    """Fail now, before any work, if the WAV could not be written to `path` (soundfile
+    would only say "System error", or raise)."""
+    if path.is_dir():
+        _fail(f"cannot write {path}: {path} is a directory")
+    if path.suffix.lower() != ".wav":
+        _fail(f"cannot write {path}: the output must be a .wav file")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        _fail(f"cannot write {path}: the directory {parent} {what}")
+    if not os.access(parent, os.W_OK):
+        _fail(f"cannot write {path}: no permission to write in {parent}")
 
 
 def _guarded(fn: Callable[[], T]) -> T:
@@ -94,7 +144,9 @@ def show_config(config: ConfigOpt = None) -> None:
 @app.command()
 def transcribe(
     file: Annotated[Path, typer.Argument(help="a wav, flac, ogg or mp3 file")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON with segments")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON with segments", **FLAG)
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Transcribe an audio file with the configured STT provider."""
@@ -136,6 +188,7 @@ def say(
     settings = _settings(config)
     if not text.strip():
         _fail("nothing to say: TEXT is empty")
+    _check_wav_output(output)
 
     def body() -> None:
         import numpy as np
@@ -191,15 +244,22 @@ DEFAULT_TALK_URL = "ws://127.0.0.1:8000/ws"
 @app.command()
 def talk(
     file: Annotated[Path, typer.Argument(help="the question, as a wav/flac/ogg/mp3 file")],
-    url: Annotated[str, typer.Option(help="the server's WebSocket URL")] = DEFAULT_TALK_URL,
+    url: Annotated[
+        str, typer.Option(help="the server's URL (ws://, wss://, http:// or https://)")
+    ] = DEFAULT_TALK_URL,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="save the agent's audio here")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the result as JSON", **FLAG)
+    ] = False,
     sample_rate: Annotated[int, typer.Option(help="rate to send at: 8000/16000/24000/48000")] = (
         16000
     ),
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="seconds to wait for the reply (sooner if no speech was heard)"),
+    ] = 120.0,
     session_id: Annotated[
         str | None, typer.Option(help="resume this session (its history and persona)")
     ] = None,
@@ -217,16 +277,24 @@ def talk(
     def body() -> None:
         from urllib.parse import urlsplit
 
-        from voxloop.audio import write_wav
+        from websockets.exceptions import WebSocketException
+
         from voxloop.client import talk as run_talk
+        from voxloop.client import ws_url
         from voxloop.wires import WIRES
 
         if profile not in WIRES:
             _fail(f"unknown profile {profile!r}; known: {', '.join(WIRES)}")
             return
-        target = url
-        parts = urlsplit(url)
-        if profile != "voxloop" and parts.path in ("", "/", "/ws") and not parts.query:
+        if output is not None:
+            _check_wav_output(output)
+        try:
+            target = ws_url(url)
+        except ValueError as exc:
+            _fail(f"--url: {exc}")
+            return
+        parts = urlsplit(target)
+        if parts.path in ("", "/", "/ws") and not parts.query:
             # The server's address (or its /ws): the profile's own endpoint on it.
             target = f"{parts.scheme}://{parts.netloc}{WIRES[profile].path}"
         try:
@@ -241,46 +309,34 @@ def talk(
                     profile=profile,
                 )
             )
-        except OSError as exc:
-            _fail(f"cannot reach {url}: {exc}")
+        except (OSError, WebSocketException) as exc:
+            _fail(f"cannot reach {target}: {str(exc) or type(exc).__name__}")
             return
         if output is not None and result.audio_rate:
-            import numpy as np
-
-            pcm = np.frombuffer(bytes(result.audio), dtype="<i2")
-            write_wav(output, pcm, result.audio_rate)
+            _save_reply(output, result.audio, result.audio_rate)
         if as_json:
             typer.echo(json.dumps(result.as_dict(), indent=2))
-        else:
-            c, s = result.client_metrics, result.server_metrics
-            typer.echo(f"you:   {result.transcript}")
-            typer.echo(f"agent: {result.reply}")
-            typer.echo(
-                "latency (client): voice-to-voice {} ms, final transcript {} ms, "
-                "first token {} ms".format(
-                    c.get("voice_to_voice_ms"),
-                    c.get("final_transcript_ms"),
-                    c.get("first_token_ms"),
-                )
-            )
-            typer.echo(
-                "latency (server): end of turn {} ms, STT {} ms, LLM first token {} ms, "
-                "TTS first audio {} ms, voice-to-voice {} ms".format(
-                    s.get("vad_end_of_turn_ms"),
-                    s.get("stt_final_ms"),
-                    s.get("llm_first_token_ms"),
-                    s.get("tts_first_audio_ms"),
-                    s.get("voice_to_voice_ms"),
-                )
-            )
-            if output is not None:
+        elif result.answered or result.transcript:
+            typer.echo("\n".join(result.summary()))
+            if output is not None and result.audio_rate:
                 typer.echo(f"saved the reply audio to {output}")
         for err in result.errors:
             typer.echo(f"error: {err.get('code')}: {err.get('message')}", err=True)
-        if not result.reply and not (profile == "twilio" and result.audio):
-            raise typer.Exit(1)  # (a phone line carries no text: audio is the answer)
+        if not result.answered:  # no words back, and no audio where the wire has no words
+            raise typer.Exit(1)
 
     _guarded(body)
+
+
+def _save_reply(output: Path, audio: bytearray, rate: int) -> None:
+    import numpy as np
+
+    from voxloop.audio import write_wav
+
+    try:
+        write_wav(output, np.frombuffer(bytes(audio), dtype="<i2"), rate)
+    except (OSError, RuntimeError) as exc:
+        _fail(f"cannot write {output}: {exc}")
 
 
 @app.command()

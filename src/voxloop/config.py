@@ -22,7 +22,9 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "VOXLOOP_CONFIG"
+CACHE_ENV = "VOXLOOP_CACHE_DIR"
 DEFAULT_CONFIG_FILE = "voxloop.toml"
+CLOUD_TTS_RATE = 24000  # what a remote TTS is asked for when tts.sample_rate is not set
 
 
 class VADSettings(BaseModel):
@@ -151,8 +153,12 @@ class TTSSettings(BaseModel):
         "sentence (local models: after at least 30 s)",
     )
     retries: int = Field(2, ge=0, le=10, description="remote TTS: retries on 429/5xx/resets")
-    sample_rate: int = Field(
-        24000, description="remote TTS (deepgram, elevenlabs): the PCM rate asked for"
+    sample_rate: int | None = Field(
+        None,
+        gt=0,
+        description="remote TTS (deepgram, elevenlabs): the PCM rate asked for; null: "
+        f"{CLOUD_TTS_RATE}. A local Piper voice always speaks at its own rate (22,050 Hz "
+        "for the packaged one)",
     )
     fallback: list[str] = Field(
         default_factory=list,
@@ -300,6 +306,11 @@ class ServerSettings(BaseModel):
         description="after warm-up, freeze the heap so that full garbage collections skip "
         "it: their pauses stall every session at once (see runtime.py)",
     )
+    llm_check: bool = Field(
+        True,
+        description="before start-up, run the local LLM once in a child process, so that a "
+        "crash in native code is a one-line message (costs about 2 s)",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -414,7 +425,10 @@ class Settings(BaseSettings):
         toml_path = _toml_path()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
         if toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            except ValueError as exc:  # a TOML syntax error: say in which file
+                raise ConfigError(f"{toml_path}: {exc}") from None
         return tuple(sources)
 
     def resolved_store_path(self) -> Path:
@@ -436,16 +450,25 @@ class ConfigError(ValueError):
     """A settings problem the user can fix; the message says how."""
 
 
+def check_config_file(path: Path, named_by: str) -> None:
+    """A `ConfigError` unless `path` is a readable file; `named_by` is where the user gave
+    it (`VOXLOOP_CONFIG=...`, `--config ...`), so that the message points there."""
+    try:
+        found = path.is_file()
+        exists = found or path.exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{named_by}: cannot open ({exc.strerror})") from None
+    if not exists:
+        raise ConfigError(f"{named_by}: no such config file")
+    if not found:
+        raise ConfigError(f"{named_by}: not a file")
+
+
 def _toml_path() -> Path | None:
     named = os.environ.get(CONFIG_ENV)
     if named:
         path = Path(named)
-        try:
-            found = path.is_file()
-        except OSError as exc:  # e.g. a name too long for the file system
-            raise ConfigError(f"{CONFIG_ENV}={named}: cannot open ({exc.strerror})") from None
-        if not found:
-            raise ConfigError(f"{CONFIG_ENV}={named}: no such config file")
+        check_config_file(path, f"{CONFIG_ENV}={named}")
         return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
@@ -466,6 +489,16 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid settings: {exc}") from None
     except RecursionError:  # TOML arrays or JSON in an env var nested beyond the parser
         raise ConfigError("invalid settings: a value is nested too deeply") from None
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child voxloop: none of our VOXLOOP_* settings (it
+    gets exactly those in `extra`), but the model cache, which every process shares, so a
+    run with an empty cache (as CI's) stays one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
+    if CACHE_ENV in os.environ:
+        env[CACHE_ENV] = os.environ[CACHE_ENV]
+    return {**env, **extra}
 
 
 def reveal(secret: SecretStr | None) -> str | None:

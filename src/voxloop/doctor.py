@@ -7,6 +7,7 @@ nonsense shows up red, not green.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 from voxloop.audio import resample
 from voxloop.errors import VoxloopError
 from voxloop.providers.base import Message, transcribe_all
+from voxloop.providers.local.llm_probe import Probe, probe_configured
 from voxloop.providers.registry import STAGES, ProviderPool, Stage
 from voxloop.wer import wer
 
@@ -32,12 +34,17 @@ class CheckResult:
     smoke: str = ""
 
 
-async def run_checks(pool: ProviderPool) -> list[CheckResult]:
+async def run_checks(pool: ProviderPool, probe: Probe = probe_configured) -> list[CheckResult]:
+    """`probe` runs the local LLM once in a child process before it is loaded here: a crash
+    in native code then fails its row, instead of killing the doctor with every row."""
     results: dict[Stage, CheckResult] = {}
     for stage in STAGES:
         result = CheckResult(stage=stage, name=pool.name_for(stage))
         results[stage] = result
         try:
+            if stage == "llm" and (failed := await _probe_failure(probe, pool)):
+                result.smoke = f"load failed: {failed}"
+                continue
             loaded = pool.load(stage)
         except VoxloopError as exc:
             result.smoke = f"load failed: {exc}"
@@ -67,6 +74,12 @@ async def run_checks(pool: ProviderPool) -> list[CheckResult]:
             result.ok, result.smoke = False, f"{type(exc).__name__}: {exc}"
         result.smoke += f" ({time.perf_counter() - started:.2f} s)"
     return [results[s] for s in STAGES]
+
+
+async def _probe_failure(probe: Probe, pool: ProviderPool) -> str | None:
+    """What the child-process probe of the LLM found wrong, or None if all is well."""
+    outcome = await asyncio.to_thread(probe, pool.settings)
+    return None if outcome is None or outcome.ok else outcome.message
 
 
 async def _smoke_tts(pool: ProviderPool) -> tuple[np.ndarray | None, bool, str]:

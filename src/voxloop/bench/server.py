@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from voxloop.config import child_env
+
 STAGES = ("vad", "stt", "llm", "tts")
 BENCH_LIMITS = {
     "MAX_SESSIONS": "1000",
@@ -73,7 +75,7 @@ def running_server(
         yield RunningServer(url, None)
         return
     port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
+    full_env = child_env()
     full_env.update(provider_env(providers))
     full_env.update(env or {})
     full_env.setdefault("VOXLOOP_LOG_LEVEL", "WARNING")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from voxloop.errors import ModelFileError
+from voxloop.metrics import llm_serving
 from voxloop.providers.base import (
     Capabilities,
     LLMProvider,
@@ -81,13 +82,7 @@ class LlamaLLM(LLMProvider):
         cls, settings: Settings, progress_factory: Callable[[str, int], Progress] | None = None
     ) -> Self:
         s = settings.llm
-        if s.model_path is not None:
-            path, label = s.model_path, s.model_path.name
-        else:
-            spec = LLM_PRESETS[s.preset]
-            factory = progress_factory or rich_progress
-            path = resolve_model(spec, settings.resolved_cache_dir() / "models", factory)
-            label = spec.name
+        path, label = model_file(settings, progress_factory)
         llm = cls(
             path,
             label=label,
@@ -169,6 +164,7 @@ class LlamaLLM(LLMProvider):
         loop = asyncio.get_running_loop()
         lock = self._turn_locks.setdefault(loop, asyncio.Lock())
         async with lock:
+            llm_serving()  # the wait for the lock was the turn's queue, not the model's time
             async for chunk in self.worker.iterate(make):
                 delta = chunk["choices"][0].get("delta", {}).get("content")
                 if delta:
@@ -185,6 +181,18 @@ class LlamaLLM(LLMProvider):
 
     def close(self) -> None:
         self.worker.shutdown()
+
+
+def model_file(
+    settings: Settings, progress_factory: Callable[[str, int], Progress] | None = None
+) -> tuple[Path, str]:
+    """The GGUF file the settings name (assembled and verified on first use), and its label."""
+    s = settings.llm
+    if s.model_path is not None:
+        return s.model_path, s.model_path.name
+    spec = LLM_PRESETS[s.preset]
+    factory = progress_factory or rich_progress
+    return resolve_model(spec, settings.resolved_cache_dir() / "models", factory), spec.name
 
 
 def _default_prompt(settings: Settings) -> str:

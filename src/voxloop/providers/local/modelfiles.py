@@ -259,14 +259,15 @@ def resolve_model(
     paths = [package_file(c) for c in spec.chunks]  # fail fast on a missing package
     extra = [package_file(c) for c in spec.companions]
     total = sum(p.stat().st_size for p in paths)
-    prog = progress_factory(f"assembling {spec.name}", total * 2) if progress_factory else None
+    check = progress_factory(f"checking {spec.name}", total) if progress_factory else None
     for chunk, path in zip(spec.chunks, paths, strict=True):
-        _check_chunk(chunk, path, prog)
+        _check_chunk(chunk, path, check)
     target.parent.mkdir(parents=True, exist_ok=True)
     for chunk, path in zip(spec.companions, extra, strict=True):
         _check_chunk(chunk, path, None)
         shutil.copyfile(path, target.parent / path.name)
 
+    prog = progress_factory(f"assembling {spec.name}", total) if progress_factory else None
     tmp = target.with_suffix(f".part-{os.getpid()}")
     digest = hashlib.sha256()
     try:
@@ -292,7 +293,9 @@ def resolve_model(
 
 
 def rich_progress(description: str, total: int) -> Progress:
-    """A progress bar on stderr; it closes itself when the total is reached."""
+    """A progress bar on stderr (stdout carries only a command's result, so it can be
+    piped); it closes itself when the total is reached."""
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -307,6 +310,7 @@ def rich_progress(description: str, total: int) -> Progress:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
+        console=Console(stderr=True),
         transient=False,
     )
     task = bar.add_task(description, total=total)
