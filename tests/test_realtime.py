@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from voxloop.app import create_app
 from voxloop.config import Settings
 from voxloop.services import Services
+from voxloop.store.memory import MemoryStore
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from voxloop.transport.realtime_events import wants_beta
 
@@ -180,6 +181,50 @@ def test_session_update_reflects_instructions_voice_and_turn_detection():
         )
         session = receive_until(ws, "session.updated")[-1]["session"]
         assert session["audio"]["input"]["turn_detection"] is None
+
+
+class SlowStore(MemoryStore):
+    """A store whose first load waits until the test lets it go: the session's start is
+    under way for as long as the test likes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def load(self, session_id: str):
+        await asyncio.to_thread(self.release.wait, 30)
+        return await super().load(session_id)
+
+
+def test_events_sent_right_after_connect_wait_for_the_session():
+    """As OpenAI's examples do: session.update, an item and response.create before reading
+    anything. They used to race the session's start (`not_started`, then an internal
+    AssertionError, the instructions dropped); now session.created comes first and every
+    early event is applied, in order."""
+    services = fake_services()
+    services.store = SlowStore()
+    app = create_app(Settings(), services=services, warmup=False)
+    with TestClient(app) as client, client.websocket_connect(PATH) as ws:
+        send(ws, "session.update", session={"type": "realtime", "instructions": "Be a pirate."})
+        item = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Ahoy?"}],
+        }
+        send(ws, "conversation.item.create", item=item)
+        send(ws, "response.create")
+        services.store.release.set()  # the start can finish now, with the events waiting
+        events = [json.loads(ws.receive_text())]
+        while events[-1]["type"] not in ("response.done", "error"):
+            events.append(json.loads(ws.receive_text()))
+    names = types(events)
+    assert names[0] == "session.created", names
+    assert names[-1] == "response.done", events[-1]
+    assert events[names.index("session.updated")]["session"]["instructions"] == "Be a pirate."
+    assert names.index("session.updated") < names.index("response.created")
+    check_response(events[names.index("response.created") :])
+    system, *_, user = services.llm.requests[-1]
+    assert "Be a pirate." in system.content and user.content == "Ahoy?"
 
 
 def test_unsupported_audio_format_is_an_error():
@@ -505,6 +550,75 @@ def test_bad_events_get_errors_and_the_connection_lives_on():
         say_text(ws, "still there?")
         send(ws, "response.create")
         check_response(receive_until(ws, "response.done"))
+
+
+WRONG_TYPES = [
+    ({"type": ["session.update"]}, "type"),
+    ({"type": 5}, "type"),
+    ({"type": "session.update", "session": {"output_modalities": 5}}, "session.output_modalities"),
+    ({"type": "session.update", "session": {"instructions": 5}}, "session.instructions"),
+    ({"type": "session.update", "session": {"audio": 5}}, "session.audio"),
+    ({"type": "session.update", "session": {"audio": {"input": []}}}, "session.audio.input"),
+    ({"type": "session.update", "session": {"voice": 5}}, "session.voice"),
+    ({"type": "session.update", "session": {"temperature": "hot"}}, "session.temperature"),
+    ({"type": "session.update", "session": {"speed": [1]}}, "session.speed"),
+    (
+        {"type": "session.update", "session": {"audio": {"output": {"speed": "fast"}}}},
+        "session.audio.output.speed",
+    ),
+    (
+        {"type": "session.update", "session": {"max_output_tokens": "lots"}},
+        "session.max_output_tokens",
+    ),
+    (
+        {"type": "session.update", "session": {"input_audio_transcription": 5}},
+        "session.input_audio_transcription",
+    ),
+    (
+        {"type": "session.update", "session": {"turn_detection": {"interrupt_response": "no"}}},
+        "session.turn_detection.interrupt_response",
+    ),
+    (
+        {"type": "session.update", "session": {"turn_detection": {"threshold": "high"}}},
+        "session.turn_detection.threshold",
+    ),
+    (
+        {"type": "session.update", "session": {"turn_detection": {"prefix_padding_ms": []}}},
+        "session.turn_detection.prefix_padding_ms",
+    ),
+    (
+        {"type": "session.update", "session": {"turn_detection": {"eagerness": 5}}},
+        "session.turn_detection.eagerness",
+    ),
+    (
+        {"type": "response.create", "response": {"output_modalities": 5}},
+        "response.output_modalities",
+    ),
+    ({"type": "response.create", "response": {"modalities": "audio"}}, "response.modalities"),
+    ({"type": "response.create", "response": {"metadata": 5}}, "response.metadata"),
+    ({"type": "response.create", "response": "now"}, "response"),
+    ({"type": "response.cancel", "response_id": 5}, "response_id"),
+    ({"type": "conversation.item.truncate", "item_id": 5}, "item_id"),
+    (
+        {"type": "conversation.item.truncate", "item_id": "item_x", "audio_end_ms": "end"},
+        "audio_end_ms",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "param"), WRONG_TYPES, ids=lambda v: json.dumps(v)[:60])
+def test_a_field_of_the_wrong_type_is_an_error_naming_it(event, param):
+    """Wrong JSON types used to escape as `internal` server errors (a TypeError in the
+    handler) or be accepted and echoed back; now the client's mistake is named."""
+    with connect() as ws:
+        ws.send_text(json.dumps({**event, "event_id": "evt_bad"}))
+        answer = sync(ws)  # what came before the answer to a no-op update: the error only
+        assert types(answer) == ["error"], answer
+        error = answer[0]["error"]
+        assert error["type"] == "invalid_request_error", error
+        assert error["param"] == param and error["event_id"] == "evt_bad", error
+        assert error["code"] in ("invalid_value", "unsupported_value"), error
+        assert sync(ws) == []  # the connection lives on
 
 
 # -- the official openai SDK -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from voxloop.app import create_app
+from voxloop.clock import VirtualClock
 from voxloop.config import Settings
 from voxloop.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
@@ -257,6 +258,35 @@ def test_interrupt_cuts_the_reply(app_with):
     assert any(isinstance(m, dict) and m["type"] == "stop_acknowledged" for m in rest)
 
 
+def test_a_reply_cut_before_a_word_was_spoken_shows_no_text(app_with):
+    """The reply's text waits for its voice: cut before its audio began, a turn sends no
+    `llm_response` at all (tts_stop says it was cut). It used to show the text the user
+    never heard, then an empty `llm_response`, which the client displays as an empty
+    message."""
+    services = fake_services(llm=[LONG_ANSWER, ANSWER])
+    # A voice that does not start until the test says so: its clock never moves.
+    services.tts = FakeTTS(sample_rate=16000, ms_per_char=5, latency_s=1.0, clock=VirtualClock())
+    client = app_with(services)
+    with client.websocket_connect("/ws") as ws:
+        start(ws)
+        ws.send_json({"type": "text_input", "text": QUESTION})
+        seen = receive_until(ws, lambda m: m["type"] == "llm_status" and m["status"] == "done")
+        ws.send_json({"type": "interrupt"})  # the whole text is written, nothing spoken
+        seen += receive_until(ws, "interrupt_acknowledged")
+        events = [m for m in seen if isinstance(m, dict)]
+        assert [e for e in events if e["type"] == "llm_response"] == [], events
+        assert next(e for e in events if e["type"] == "tts_stop")["reason"] == "interrupt"
+        # The next reply is spoken, and its text is its own (nothing left of the cut one).
+        services.tts.latency_s = 0.0
+        ws.send_json({"type": "text_input", "text": "And of Spain?"})
+        seen = receive_until(ws, is_complete)
+    replies = [m for m in seen if isinstance(m, dict) and m["type"] == "llm_response"]
+    assert replies[-1]["content"] == ANSWER and not replies[-1].get("interrupted")
+    assert all(ANSWER.startswith(r["content"]) for r in replies)
+    types = [m["type"] if isinstance(m, dict) else "audio" for m in seen]
+    assert types.index("tts_start") < types.index("llm_response")  # text with the voice
+
+
 def test_clear_queues_cuts_the_reply_without_an_acknowledgement(app_with):
     client = app_with(fake_services(llm=[LONG_ANSWER, ANSWER], ms_per_char=20))
     with client.websocket_connect("/ws") as ws:
@@ -299,6 +329,26 @@ def test_start_fields_are_passed_through_but_the_rates_are_fixed(app_with):
         ws.send_json({"type": "text", "content": QUESTION})
         tts_start = receive_until(ws, "tts_start")[-1]
     assert tts_start["sample_rate"] == 16000
+
+
+def test_typed_text_in_the_clients_own_shape_is_a_text_turn(app_with):
+    """The realtime-ai client sends what its user types as `text_input` with a `text`
+    field; it used to be an `unknown_type` error."""
+    services = fake_services(llm=[ANSWER])
+    client = app_with(services)
+    with client.websocket_connect("/ws") as ws:
+        start(ws)
+        ws.send_json({"type": "text_input", "text": QUESTION})
+        first = receive_one(ws)
+        assert isinstance(first, dict) and first["type"] != "error", first
+        seen = [first, *receive_until(ws, is_complete)]
+        assert not any(isinstance(m, dict) and m["type"] == "error" for m in seen), seen
+        assert seen[-1]["content"] == ANSWER
+        for bad in ({}, {"text": ""}, {"text": 5}, {"text": "x" * 8001}):
+            ws.send_json({"type": "text_input", **bad})
+            message = assert_error(ws, "bad_message")["message"]
+            assert "text_input" in message and "text" in message
+    assert services.llm.requests[-1][-1].content == QUESTION
 
 
 # -- malformed input ------------------------------------------------------------------------
@@ -368,3 +418,36 @@ def test_native_events_the_client_does_not_know_are_not_sent():
         {"type": "final_transcript", "session_id": "s", "turn_id": 2, "text": "hi"}
     )
     assert out == {"type": "final_transcript", "session_id": "s", "turn_id": 2, "content": "hi"}
+
+
+def test_the_reply_text_waits_for_its_voice():
+    profile = rai.RealtimeAIProfile()
+
+    def send(kind: str, turn: int = 3, **fields) -> list[dict]:
+        return profile._events({"type": kind, "session_id": "s", "turn_id": turn, **fields})
+
+    assert send("llm_response", delta="Hi", is_complete=False) == []
+    assert send("llm_response", delta=" there", is_complete=False) == []
+    started, caught_up = send("tts_start", format="pcm16", sample_rate=16000, channels=1)
+    assert started["type"] == "tts_start"
+    assert caught_up == {
+        "type": "llm_response",
+        "session_id": "s",
+        "turn_id": 3,
+        "content": "Hi there",
+        "is_complete": False,
+    }
+    assert send("llm_response", delta="!", is_complete=False)[0]["content"] == "Hi there!"
+    # Cut once the voice had begun, under a word heard: the shown text is taken back.
+    (done,) = send("llm_response", delta="", content="", is_complete=True, interrupted=True)
+    assert done["content"] == "" and done["interrupted"] and done["is_complete"]
+    assert send("metrics") == []
+    # A reply that failed before its voice: its text is never shown, and its apology
+    # (the same turn's audio) does not bring it.
+    assert send("llm_response", turn=4, delta="Lost", is_complete=False) == []
+    assert [e["code"] for e in send("error", turn=4, code="reply_failed", message="x")] == [
+        "reply_failed"
+    ]
+    assert [e["type"] for e in send("tts_start", turn=4, format="pcm16")] == ["tts_start"]
+    assert send("metrics", turn=4) == []
+    assert profile._replies == {} and profile._voiced == set()  # nothing kept per turn

@@ -13,7 +13,7 @@ from voxloop.gate import Gate, Refusal
 from voxloop.security import AuthError, bearer
 from voxloop.services import Services
 from voxloop.transport.profile import Profile
-from voxloop.transport.ws import serve_websocket
+from voxloop.transport.ws import close_reason, serve_websocket
 
 router = APIRouter()
 
@@ -39,7 +39,7 @@ async def _enter(
         )
     except Refusal as refusal:
         await websocket.accept()
-        await websocket.close(refusal.code, refusal.reason[:120])
+        await websocket.close(refusal.code, close_reason(refusal.reason))
         return
     chosen = subprotocol if subprotocol in offered else admission.subprotocol
     await serve_websocket(websocket, services, profile, chosen, gate, client_ip(websocket, gate))
@@ -111,9 +111,8 @@ async def ws(websocket: WebSocket) -> None:
     profile = _profile(name)
     if profile is None:
         await websocket.accept()  # so that the close code and reason reach the client
-        await websocket.close(
-            POLICY_VIOLATION, f"unknown profile {name!r}; known: voxloop, realtime-ai"
-        )
+        reason = f"unknown profile {name!r}; known: voxloop, realtime-ai"
+        await websocket.close(POLICY_VIOLATION, close_reason(reason))
         return
     await _enter(websocket, profile)
 

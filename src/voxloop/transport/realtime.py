@@ -45,7 +45,15 @@ from voxloop.transport.realtime_events import (
     new_id,
     user_item,
 )
-from voxloop.transport.realtime_session import SessionConfig, TurnDetection, apply_session_update
+from voxloop.transport.realtime_session import (
+    SessionConfig,
+    TurnDetection,
+    apply_session_update,
+    expect_int,
+    expect_str,
+    read_response_params,
+    show,
+)
 
 if TYPE_CHECKING:
     from voxloop.listener import Utterance
@@ -137,7 +145,13 @@ class RealtimeProfile(Profile):
                 raise RealtimeError("invalid_json", "a client event must be a JSON object")
             event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
             kind = data.get("type")
-            handler = HANDLERS.get(kind) if isinstance(kind, str) else None
+            if not isinstance(kind, str):
+                raise RealtimeError(
+                    "invalid_value",
+                    f"a client event needs a type, a string; got {show(kind)}",
+                    "type",
+                )
+            handler = HANDLERS.get(kind)
             if handler is None:
                 if kind in UNSUPPORTED_EVENTS:
                     raise RealtimeError(
@@ -289,28 +303,7 @@ class RealtimeProfile(Profile):
         return self.out.item_added(user_item(item_id, text=text, status="completed"), done=True)
 
     async def _response_create(self, session: Session, data: dict[str, Any]) -> list[Frame]:
-        params = data.get("response") or {}
-        if not isinstance(params, dict):
-            raise RealtimeError("invalid_value", "response must be an object", "response")
-        if params.get("conversation") not in (None, "auto"):
-            raise RealtimeError(
-                "unsupported_value",
-                "out-of-band responses are not supported (conversation must be 'auto')",
-                "response.conversation",
-            )
-        if params.get("input") is not None or params.get("tools"):
-            raise RealtimeError(
-                "unsupported_value",
-                "response.input and response.tools are not supported",
-                "response",
-            )
-        modes = params.get("output_modalities") or params.get("modalities")
-        if modes is not None and "audio" not in modes:
-            raise RealtimeError(
-                "unsupported_value",
-                "text-only responses are not supported; voxloop always answers with audio",
-                "response.output_modalities",
-            )
+        params = read_response_params(data.get("response"))
         await session.refresh_context()
         reply = session.reply
         if reply is not None and not reply.done:
@@ -331,6 +324,8 @@ class RealtimeProfile(Profile):
     async def _response_cancel(self, session: Session, data: dict[str, Any]) -> list[Frame]:
         reply = session.reply
         asked = data.get("response_id")
+        if asked is not None:
+            expect_str(asked, "response_id")
         if (
             reply is None
             or reply.done
@@ -348,9 +343,9 @@ class RealtimeProfile(Profile):
         return [
             self.out.event(
                 "conversation.item.truncated",
-                item_id=data.get("item_id"),
-                content_index=data.get("content_index", 0),
-                audio_end_ms=data.get("audio_end_ms", 0),
+                item_id=expect_str(data.get("item_id"), "item_id"),
+                content_index=expect_int(data.get("content_index", 0), "content_index"),
+                audio_end_ms=expect_int(data.get("audio_end_ms", 0), "audio_end_ms"),
             )
         ]
 

@@ -38,8 +38,19 @@ FLAG_SILENCE = 1 << 8  # the client thinks this chunk is silence
 FLAG_FIRST = 1 << 9  # the first chunk of the client's capture
 U32 = 0xFFFFFFFF
 
-# Control messages the client may send. `text` and `playback` are voxloop extensions.
-CONTROL_TYPES = ("start", "stop", "reset", "interrupt", "clear_queues", "text", "playback")
+# Control messages the client may send. `text_input` is the client's typed message;
+# `text` (the native shape of the same) and `playback` are voxloop extensions.
+CONTROL_TYPES = (
+    "start",
+    "stop",
+    "reset",
+    "interrupt",
+    "clear_queues",
+    "text_input",
+    "text",
+    "playback",
+)
+MAX_TEXT_CHARS = 8000  # the native `text`'s limit
 # The native `start` fields a client may add (extension); the audio rates are fixed.
 START_FIELDS = ("session_id", "user_id", "voice", "persona")
 
@@ -127,12 +138,34 @@ def parse_control(raw: str | bytes) -> p.ClientMessage | ClearQueues:
         raise p.ProtocolError("unknown_type", f"unknown message type {name!r}; known: {known}")
     if name == "clear_queues":
         return ClearQueues()
+    if name == "text_input":
+        return _text_input(data.get("text"))
     fields: dict[str, Any] = {k: v for k, v in data.items() if k not in ("type", "command")}
     if name == "start":
         fields = {k: fields[k] for k in START_FIELDS if k in fields}
         fields.update(sample_rate=SAMPLE_RATE, output_sample_rate=SAMPLE_RATE)
     # The native parser validates the fields and words the errors.
     return p.parse_client_message(json.dumps({**fields, "type": name}))
+
+
+def _text_input(text: Any) -> p.Text:
+    """The client's typed message, `{"type": "text_input", "text": ...}`: a text turn,
+    the native `text` with its `content`."""
+    if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
+        raise p.ProtocolError(
+            "bad_message",
+            f"invalid 'text_input' message: text must be a string of 1-{MAX_TEXT_CHARS}"
+            f" characters, got {_show(text)}",
+        )
+    return p.Text(content=text)
+
+
+def _show(value: Any) -> str:
+    """What the client sent, in JSON's words, without echoing it."""
+    if isinstance(value, str):
+        return f"{len(value)} characters"
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+    return "nothing" if value is None else names.get(type(value), "an object")
 
 
 def server_frame(request_id: int, seq: int, timestamp_ms: int, pcm: bytes) -> bytes:
@@ -171,6 +204,7 @@ class RealtimeAIProfile(Profile):
         self._audio_turn: int | None = None  # the reply whose audio is going out
         self._seq = 0  # its next chunk number
         self._replies: dict[int, str] = {}  # turn id → reply text so far
+        self._voiced: set[int] = set()  # turns whose audio has begun: their text is shown
 
     async def open(self, session: Session) -> list[Frame]:
         self._opened_at = session.clock.now()
@@ -218,8 +252,7 @@ class RealtimeAIProfile(Profile):
             return self._audio(session, msg)
         if msg.json is None:
             return []
-        out = self._event(msg.json)
-        return [json.dumps(out)] if out is not None else []
+        return [json.dumps(out) for out in self._events(msg.json)]
 
     def _audio(self, session: Session, msg: OutMessage) -> list[Frame]:
         if not msg.audio:
@@ -232,6 +265,39 @@ class RealtimeAIProfile(Profile):
             self._opened_at = session.clock.now()
         elapsed_ms = int((session.clock.now() - self._opened_at) * 1000)
         return [server_frame(turn, seq, elapsed_ms, msg.audio)]
+
+    def _events(self, native: dict[str, Any]) -> list[dict[str, Any]]:
+        """The client's messages for one native event. A reply's text is shown with its
+        voice: `llm_response` waits for the turn's `tts_start`, which brings the text so
+        far. The client has no way to take back text it has shown, so a reply cut before
+        it was spoken (its text never heard) shows nothing at all, instead of its text and
+        then an empty `llm_response`."""
+        kind, turn = native.get("type"), native.get("turn_id")
+        key = turn if turn is not None else -1
+        out = self._event(native)
+        if kind == "llm_response" and out is not None:
+            out["content"] = self._reply_text(key, native)
+            if out.get("is_complete"):
+                shown = key in self._voiced
+                self._voiced.discard(key)
+                if not shown and native.get("interrupted"):
+                    return []  # cut before a word was spoken: nothing to show or close
+            elif key not in self._voiced:
+                return []  # held until the reply's voice starts
+        events = [out] if out is not None else []
+        if kind == "tts_start" and out is not None and key not in self._voiced:
+            self._voiced.add(key)
+            if text := self._replies.get(key):  # the text so far, with the first audio
+                ids = {k: out[k] for k in ("session_id", "turn_id") if k in out}
+                events.append(
+                    {"type": "llm_response", **ids, "content": text, "is_complete": False}
+                )
+        elif kind == "error" and native.get("code") == "reply_failed" and key not in self._voiced:
+            self._replies.pop(key, None)  # never spoken: its apology must not bring it
+        elif kind == "metrics":  # the turn is over (a failed one sends no completion)
+            self._voiced.discard(key)
+            self._replies.pop(key, None)
+        return events
 
     def _event(self, native: dict[str, Any]) -> dict[str, Any] | None:
         kind = native.get("type")
@@ -247,18 +313,15 @@ class RealtimeAIProfile(Profile):
             source["status"] = status
         elif kind in ("partial_transcript", "final_transcript"):
             source["content"] = native.get("text", "")
-        elif kind == "llm_response":
-            source["content"] = self._reply_text(turn, native)
         out: dict[str, Any] = {"type": kind, "session_id": native.get("session_id")}
         if turn is not None:
             out["turn_id"] = turn
         out.update({k: source[k] for k in keep if k in source})
         return out
 
-    def _reply_text(self, turn: int | None, native: dict[str, Any]) -> str:
+    def _reply_text(self, key: int, native: dict[str, Any]) -> str:
         """The reply so far: deltas add up; the complete message's `content` is the
         whole reply (or, if it was cut, what the user heard) and closes the turn."""
-        key = turn if turn is not None else -1
         if native.get("is_complete"):
             self._replies.pop(key, None)
             return str(native.get("content") or "")

@@ -27,6 +27,21 @@ log = logging.getLogger("voxloop.ws")
 
 NORMAL = 1000
 INTERNAL_ERROR = 1011
+# A close frame carries at most 125 bytes: the 2-byte code, then the reason in UTF-8.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(reason: str) -> str:
+    """`reason` as it fits in a close frame: at most 123 bytes of UTF-8, cut between
+    characters (with "…" to show it was). A longer reason makes the server fail the close
+    itself, and the client sees 1006 (connection lost) instead of the code. Every close
+    goes through here: a reason may carry what a client sent (a profile name, an origin)."""
+    data = reason.encode("utf-8", "replace")  # a lone surrogate cannot go out as it is
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return data.decode("utf-8")
+    ellipsis = "…"
+    room = MAX_CLOSE_REASON_BYTES - len(ellipsis.encode("utf-8"))
+    return data[:room].decode("utf-8", "ignore") + ellipsis  # "ignore": a cut character
 
 
 class _Closing(Exception):
@@ -46,9 +61,10 @@ async def serve_websocket(
     gate: Gate | None = None,
     ip: str | None = None,
 ) -> None:
-    """Three tasks per connection: the reader (client frames into the session), the
-    sender (the session's messages out) and a watchdog (idle time, session length). The
-    first to end ends the connection, with its reason."""
+    """Three tasks per connection: the reader (the profile's opening, then client frames
+    into the session), the sender (the session's messages out, once the opening frames
+    are) and a watchdog (idle time, session length). The first to end ends the
+    connection, with its reason."""
     profile = profile or Profile()
     limits = services.settings.limits if gate is None else gate.limits
     ip = ip or (websocket.client.host if websocket.client else "unknown")
@@ -57,13 +73,12 @@ async def serve_websocket(
     send = _Sender(websocket, asyncio.Lock(), limits)
     reader = _Reader(websocket, session, profile, send, gate, limits, ip)
     tasks = [
-        asyncio.create_task(_send_loop(send, session, services, profile), name="ws-send"),
+        asyncio.create_task(_send_loop(send, session, services, reader), name="ws-send"),
         asyncio.create_task(reader.run(), name="ws-read"),
         asyncio.create_task(reader.watch(), name="ws-watch"),
     ]
     closing = _Closing(NORMAL, "")
     try:
-        await send(await profile.open(session))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             error = None if task.cancelled() else task.exception()
@@ -106,9 +121,16 @@ class _Reader:
         self.ip = ip
         self.last_frame_at = self.started_at = time.monotonic()
         self._warned_at = -1.0
+        self.opened = asyncio.Event()  # the profile's open is done and its frames are out
 
     async def run(self) -> None:
+        """Open the profile, then read. Nothing the client sent is handled before the
+        opening is complete: a client may send at once (OpenAI's examples send
+        `session.update` before reading anything), and the profile's opening may start
+        the session that its frames need."""
         try:
+            await self.send(await self.profile.open(self.session))
+            self.opened.set()
             await self._read()
         finally:
             self.send.stopped = True  # the call is over: nothing more goes out
@@ -174,7 +196,7 @@ async def _close(websocket: WebSocket, closing: _Closing) -> None:
     if websocket.client_state != WebSocketState.CONNECTED:
         return
     try:
-        await asyncio.wait_for(websocket.close(closing.code, closing.reason[:120]), 5.0)
+        await asyncio.wait_for(websocket.close(closing.code, close_reason(closing.reason)), 5.0)
     except TimeoutError:
         _abort(websocket)
     except (RuntimeError, WebSocketDisconnect, OSError):
@@ -230,12 +252,13 @@ class _Sender:
                     ) from None
 
 
-async def _send_loop(send: _Sender, session: Session, services: Services, profile: Profile) -> None:
-    events = services.events
+async def _send_loop(send: _Sender, session: Session, services: Services, reader: _Reader) -> None:
+    events, profile = services.events, reader.profile
     # Redis mode: every event sent also goes, in order, to the session's queue in Redis,
     # where any worker can read it (GET /api/sessions/{id}/events).
     mirror = StoreWriter(lambda exc: log.warning("event queue write failed: %r", exc))
     try:
+        await reader.opened.wait()  # the profile's opening frames go first
         while True:
             msg = await session.outbox.get()
             await send(profile.render(session, msg))
