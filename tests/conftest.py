@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,22 @@ def server(tmp_path_factory):
         providers="embedded", log_path=log, env={"VOXLOOP_LOG_LEVEL": "INFO", **REPEATABLE_ENV}
     ) as srv:
         yield {"http": f"http://127.0.0.1:{srv.port}", "ws": srv.url, "log": log}
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def sync_api():
+    """Playwright, for driving Debian's Chromium (never `playwright install`)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is missing: pip install -e '.[dev]'")
+        pytest.skip("needs playwright: pip install -e '.[dev]'")
+    return sync_api

@@ -8,7 +8,6 @@ playback worklet. Debian's /usr/bin/chromium is driven through Playwright (never
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -36,37 +35,20 @@ def _mic_file(path: Path, speech_16k: np.ndarray) -> Path:
     return path
 
 
-def _launch(pw, mic: Path):
-    """Headless Chromium whose microphone plays `mic`."""
-    return pw.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic}",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--autoplay-policy=no-user-gesture-required",
-        ],
-    )
-
-
-@pytest.fixture
-def sync_api():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("playwright is missing: pip install -e '.[dev]'")
-        pytest.skip("needs playwright: pip install -e '.[dev]'")
-    return sync_api
+def _launch(pw, mic: Path | None = None):
+    """Headless Chromium whose microphone plays `mic` (none: Chromium's own fake tone)."""
+    args = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    if mic is not None:
+        args.append(f"--use-file-for-fake-audio-capture={mic}")
+    return pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
 
 def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):

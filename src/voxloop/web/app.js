@@ -8,7 +8,7 @@ import { AudioEngine, CAPTURE_RATE, FRAME_SAMPLES } from "./audio.js";
 import { LatencyChart } from "./dashboard.js";
 import { VoxClient } from "./protocol.js";
 import { SettingsDrawer } from "./settings.js";
-import { errorTitle, toast as showToast } from "./toasts.js";
+import { errorToast, toast as showToast } from "./toasts.js";
 import { TranscriptView } from "./transcript.js";
 
 const PLAYBACK_REPORT_MS = 90; // the worklet reports every 100 ms; pass each one on
@@ -201,6 +201,7 @@ client.on("session", (msg) => {
   state.everOpened = true;
   state.options = msg.options;
   settings.opened(msg.options);
+  view.connected(msg);
   if (msg.resumed && view.isEmpty) {
     view.divider(`Resumed conversation · ${msg.turns} earlier turn${msg.turns === 1 ? "" : "s"}`);
   } else if (wasOpen && !view.isEmpty) {
@@ -226,27 +227,23 @@ client.on("status", (msg) => {
   renderStatus();
 });
 
-client.on("partial_transcript", (msg) => {
-  const b = view.get("user", msg.turn_id);
-  if (!b.done) view.setText(b, msg.text, { partial: true });
-});
+client.on("partial_transcript", (msg) => view.partial(msg.turn_id, msg.text));
 
 client.on("final_transcript", (msg) => {
-  const b = view.find("user", msg.turn_id);
   if (!msg.text) {
     // Noise, or too short to understand: no turn follows, so drop the placeholder.
-    if (b && !b.done) view.remove(b);
+    view.dropPartial(msg.turn_id);
     return;
   }
-  const final = b ?? view.create("user", msg.turn_id);
+  const final = view.get("user", msg.turn_id);
   view.setText(final, msg.text);
   view.finish(final);
 });
 
 client.on("false_interruption", (msg) => {
   // "Mm-hmm" (or the agent's own echo) over the agent: not a turn, and the agent went on.
-  const b = view.find("user", msg.turn_id);
-  if (b && !b.done) view.remove(b);
+  // The speech may go on a while: its later partials are not a turn either.
+  view.dropPartial(msg.turn_id, { forget: true });
 });
 
 client.on("llm_status", (msg) => {
@@ -257,23 +254,25 @@ client.on("llm_status", (msg) => {
 client.on("llm_response", (msg) => {
   view.claimPendingText(msg.turn_id);
   const b = view.agent(msg.turn_id);
-  if (b.done) return;
+  if (!b || b.done) return;
   if (!msg.is_complete) {
     view.setText(b, b.content + (msg.delta ?? ""));
     b.li.setAttribute("aria-busy", "true"); // still being written
     return;
   }
   if (msg.interrupted) {
-    // `content` is what the user actually heard: cut the bubble there.
+    // `content` is what the user actually heard: cut the bubble there (nothing heard:
+    // only the "interrupted" mark is left).
     view.setText(b, msg.content || "");
-    b.li.classList.add("cut");
-    if (!msg.content) b.li.classList.add("empty");
-    view.badge(b, "interrupted", "warn");
-  } else {
-    view.setText(b, msg.content ?? b.content);
+    view.cut(b, "interrupted");
+    return;
   }
+  view.setText(b, msg.content ?? b.content);
   view.finish(b);
 });
+
+// `metrics` closes a turn: whatever went wrong on the way, no "…" of it stays open.
+client.on("metrics", (msg) => view.closeReply(msg.turn_id));
 
 client.on("tts_start", (msg) => {
   state.audioTurn = msg.turn_id;
@@ -291,7 +290,12 @@ client.on("tts_end", () => {
   state.acceptingAudio = false; // the reply's audio is all here; let it play out
 });
 
-client.on("tts_stop", () => stopPlayback());
+client.on("tts_stop", (msg) => {
+  stopPlayback();
+  // A cut, not a pause to check speech over the agent: speech let go earlier as a false
+  // interruption has cut in after all, and its words count again.
+  if (msg.reason !== "paused") view.undismiss();
+});
 
 // Cut the agent off here and now (the worklet goes quiet within one render quantum), and
 // drop whatever audio of that reply is still on its way.
@@ -323,8 +327,14 @@ client.on("configured", (msg) => {
 });
 
 client.on("error", (msg) => {
-  state.errorUntil = Date.now() + ERROR_HOLD_MS;
-  toast({ kind: "error", title: errorTitle(msg.code), message: msg.message, code: msg.code });
+  state.errorUntil = Date.now() + ERROR_HOLD_MS; // until the server's next status
+  // A turn the server gave up on: its words will get no final transcript, or its reply
+  // no complete text (the server says "listening" next).
+  if (msg.turn_id !== undefined && msg.code === "stt_failed") view.dropPartial(msg.turn_id);
+  if (msg.turn_id !== undefined && msg.code === "reply_failed") {
+    view.closeReply(msg.turn_id, "failed");
+  }
+  toast(errorToast(msg.code, msg.message));
   renderStatus();
 });
 

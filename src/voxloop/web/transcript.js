@@ -3,7 +3,9 @@
 // Server events name their turn, so a bubble is found again by its key however the events
 // interleave (a barge-in can open turn 4 while turn 3's reply is still being written).
 // Typed messages are shown at once and get their turn id from the first event of the turn
-// they started.
+// they started. A bubble never stays open for a turn the server has given up on: a user's
+// partial words go when the server says they will get no final transcript, and an agent
+// reply that ends with no words heard is a marker (its badge), never an empty bubble.
 
 export class TranscriptView {
   constructor({ scroll, list, emptyState }) {
@@ -13,6 +15,9 @@ export class TranscriptView {
     this.bubbles = new Map(); // "user:3" -> bubble
     this.bubbleOf = new WeakMap(); // <li> -> bubble, typed ones without a turn id included
     this.pendingTexts = []; // typed messages waiting for their turn id
+    this.dismissed = new Set(); // user turns that are not turns (false interruptions)
+    this.closed = new Set(); // agent turns that ended without a bubble (a failed reply)
+    this.epoch = 0; // counts server sessions that numbered their turns afresh
     this.stickToBottom = true;
     // Follow new messages, unless the user scrolled up to read something.
     scroll.addEventListener("scroll", () => {
@@ -50,17 +55,29 @@ export class TranscriptView {
     meta.className = "msg-meta";
     body.append(text);
     li.append(who, body, meta);
-    this.append(li);
-    const b = { li, text, meta, role, turn, content: "", done: false };
+    this.append(li, role === "user" ? turn : null);
+    const b = { li, text, meta, role, turn, content: "", done: false, epoch: this.epoch };
     this.bubbleOf.set(li, b);
     if (turn !== null) this.bubbles.set(`${role}:${turn}`, b);
     return b;
   }
 
-  // The agent's bubble appears as soon as it starts thinking, with typing dots.
+  // A new connection: no utterance outlives it, and a session the server did not resume
+  // numbers its turns from 1 again. The bubbles on screen stay, no longer found by turn.
+  connected({ resumed }) {
+    this.dismissed.clear();
+    if (resumed) return;
+    this.bubbles.clear();
+    this.closed.clear();
+    this.epoch += 1;
+  }
+
+  // The agent's bubble appears as soon as it starts thinking, with typing dots; null for a
+  // turn already closed (its events can come after the error that ended it).
   agent(turn) {
     const existing = this.find("agent", turn);
     if (existing) return existing;
+    if (this.closed.has(turn)) return null;
     const b = this.create("agent", turn);
     b.li.classList.add("streaming");
     b.li.setAttribute("aria-busy", "true");
@@ -84,6 +101,30 @@ export class TranscriptView {
     this.bubbles.set(`user:${turn}`, b);
   }
 
+  // The user's words so far. Once a later turn speaks, an earlier turn's unfinished words
+  // will not be finished (a late final transcript puts them back, in turn order).
+  partial(turn, content) {
+    if (this.dismissed.has(turn)) return; // speech over the agent that was let go
+    for (const b of [...this.bubbles.values()]) {
+      if (b.role === "user" && !b.done && b.turn < turn) this.remove(b);
+    }
+    const b = this.get("user", turn);
+    if (!b.done) this.setText(b, content, { partial: true });
+  }
+
+  // The server will never finish this turn's words: not a turn (`forget` also ignores its
+  // later partials, as the speech may go on), or the speech recognizer gave up.
+  dropPartial(turn, { forget = false } = {}) {
+    if (forget) this.dismissed.add(turn);
+    const b = this.find("user", turn);
+    if (b && !b.done) this.remove(b);
+  }
+
+  // Speech over the agent cut in after all: its words count again.
+  undismiss() {
+    this.dismissed.clear();
+  }
+
   setText(b, content, { partial = false } = {}) {
     b.content = content;
     b.text.textContent = content;
@@ -96,6 +137,26 @@ export class TranscriptView {
     b.done = true;
     b.li.classList.remove("streaming", "partial");
     b.li.removeAttribute("aria-busy");
+  }
+
+  // The reply was cut: what was heard stays, marked; with nothing heard only the mark is
+  // left (the `empty` class hides the bubble's body).
+  cut(b, label) {
+    this.finish(b);
+    b.li.classList.add("cut");
+    b.li.classList.toggle("empty", !b.content);
+    this.badge(b, label, "warn");
+  }
+
+  // The reply of `turn` is over without a complete `llm_response` (it failed, or its
+  // metrics came first): an unfinished bubble is closed, a pending "…" one removed.
+  closeReply(turn, label = "") {
+    this.closed.add(turn);
+    const b = this.find("agent", turn);
+    if (!b || b.done) return;
+    if (!b.content) this.remove(b);
+    else if (label) this.cut(b, label);
+    else this.finish(b);
   }
 
   badge(b, label, kind = "") {
@@ -120,23 +181,21 @@ export class TranscriptView {
   }
 
   // Close bubbles that will never be finished (the connection dropped, the user ended):
-  // what was said stays, marked; an empty placeholder goes.
+  // what was said stays, marked; a reply with no words is just the mark; an empty user
+  // placeholder goes.
   abandonOpen(reason) {
-    for (const b of this.bubbles.values()) {
+    for (const b of [...this.bubbles.values()]) {
       if (b.done) continue;
-      this.finish(b);
-      if (b.role === "agent" || b.content) {
-        b.li.classList.add("cut");
-        this.badge(b, reason, "warn");
-      } else {
-        this.remove(b);
-      }
+      if (b.role === "agent" || b.content) this.cut(b, reason);
+      else this.remove(b);
     }
   }
 
   clear() {
     this.bubbles.clear();
     this.pendingTexts.length = 0;
+    this.dismissed.clear();
+    this.closed.clear();
     this.list.replaceChildren();
     this.emptyState.hidden = false;
   }
@@ -155,8 +214,20 @@ export class TranscriptView {
     });
   }
 
-  append(li) {
-    this.list.append(li);
+  // At the end, or for a user turn, before the later turns' bubbles (back to a divider):
+  // a final transcript can come after the next turn's first words.
+  append(li, turn = null) {
+    let next = null;
+    if (turn !== null) {
+      for (let el = this.list.lastElementChild; el?.classList.contains("msg"); ) {
+        const other = this.bubbleOf.get(el);
+        const later = other.turn > turn || (other.turn === turn && other.role === "agent");
+        if (other.turn === null || other.epoch !== this.epoch || !later) break;
+        next = el;
+        el = el.previousElementSibling;
+      }
+    }
+    this.list.insertBefore(li, next);
     this.emptyState.hidden = true;
     this.scrollDown();
   }
