@@ -7,12 +7,13 @@ import json
 import logging
 import time
 
+import pytest
 from starlette.testclient import TestClient
 
 from voxloop.app import create_app
 from voxloop.config import Settings
 from voxloop.logs import JSONFormatter, setup_logging
-from voxloop.metrics import MetricsRegistry, TurnMetrics
+from voxloop.metrics import SEGMENTS, MetricsRegistry, Timeline, TurnMetrics
 
 from test_protocol import fake_services, receive_until, start
 
@@ -102,3 +103,16 @@ def test_formatter_keeps_exceptions():
         record.exc_info = sys.exc_info()
     out = json.loads(JSONFormatter().format(record))
     assert "ValueError: bad" in out["exc"]
+
+
+def test_voice_to_voice_segments_are_histograms_that_add_up():
+    registry = MetricsRegistry()
+    timeline = Timeline(speech_end=0.0, turn_end=0.5, transcript=0.7, first_audio=0.9, sent=1.2)
+    registry.record_turn(TurnMetrics("s", 1, voice_to_voice_ms=1200.0, timeline=timeline))
+    registry.record_turn(TurnMetrics("s", 2, source="text"))  # no voice-to-voice, no segments
+    text = registry.prometheus.render().decode()
+    name = "voxloop_voice_to_voice_segment_seconds"
+    assert _metric(text, f'{name}_count{{segment="end_of_turn"}}') == 1
+    assert _metric(text, f'{name}_sum{{segment="stt"}}') == pytest.approx(0.2)
+    sums = [_metric(text, f'{name}_sum{{segment="{s}"}}') for s in SEGMENTS]
+    assert sum(sums) == pytest.approx(_metric(text, "voxloop_voice_to_voice_seconds_sum"))

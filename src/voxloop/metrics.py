@@ -1,24 +1,154 @@
 """Per-turn latency figures and the in-process registry that collects them.
 
 All times are in milliseconds, measured on the server's clock (injectable, so tests can run
-on virtual time). A stage that did not run in a turn is None, never 0. The registry also
-feeds Prometheus collectors of its own (`CollectorRegistry` per registry, no globals), which
-`/metrics` exposes.
+on virtual time). A stage that did not run in a turn is None, never 0. The stage figures
+time one provider call each, so they overlap (a speculative reply asks the LLM before the
+turn ends) and leave gaps (the LLM writing its first sentence); `breakdown_ms` is what adds
+up: it splits the voice-to-voice time into `SEGMENTS` that tile it exactly (`Timeline`).
+The registry also feeds Prometheus collectors of its own (`CollectorRegistry` per registry,
+no globals), which `/metrics` exposes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import statistics
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger("voxloop.turn")
+
+# Where voice-to-voice goes, in pipeline order. Each millisecond between the end of the
+# user's speech and the first agent audio sent belongs to the earliest step not yet done.
+SEGMENTS = (
+    "end_of_turn",  # end of speech → the turn detector ends the turn (the silence wait)
+    "stt",  # → the final transcript, where that comes after the end of the turn
+    "wait",  # → the LLM asked and the reply let go: overlap check, old reply stopped...
+    "llm_queue",  # waiting for a shared LLM busy with another request (`llm_serving`)
+    "llm",  # → the first token: the model's own time
+    "tools",  # tool calls running, before the first sentence
+    "first_sentence",  # → the first speakable sentence complete: tokens it took
+    "tts",  # → its first audio
+    "send",  # → the first audio frame sent to the client
+)
+
+# The milestones that end each segment, in pipeline order (several may end the same one).
+_MILESTONES = (
+    ("turn_end", "end_of_turn"),
+    ("transcript", "stt"),
+    ("asked", "wait"),
+    ("released", "wait"),
+    ("first_text", "llm"),
+    ("first_sentence", "first_sentence"),
+    ("first_audio", "tts"),
+    ("sent", "send"),
+)
+_CARVED = ("llm", "first_sentence")  # the LLM's segments, from which queue and tools come
+
+
+@dataclass
+class Timeline:
+    """When (clock seconds) each step of a turn happened on the way to its first audio;
+    None: not (yet) in this turn. Each is the first time it happened (`mark`)."""
+
+    speech_end: float | None = None  # the user stopped talking
+    turn_end: float | None = None  # the turn detector ended the turn
+    transcript: float | None = None  # the final transcript was ready
+    asked: float | None = None  # the LLM request was sent
+    released: float | None = None  # a speculative reply was let go (its gate opened)
+    first_text: float | None = None  # first token, or a sentence needing none (a filler)
+    first_sentence: float | None = None  # the first speakable sentence went to the TTS
+    first_audio: float | None = None  # the player had the first audio
+    sent: float | None = None  # the first audio frame went to the client
+    llm_waits: list[tuple[float, float]] = field(default_factory=list)  # queued for the LLM
+    tool_runs: list[tuple[float, float]] = field(default_factory=list)
+
+    _asking: float | None = field(default=None, repr=False)  # an LLM request not yet served
+
+    def mark(self, name: str, at: float) -> None:
+        if getattr(self, name) is None:
+            setattr(self, name, at)
+
+    def sentence(self, at: float) -> None:
+        """A sentence went to the TTS. The first is also the reply's first words: a
+        filler or an apology can come before any token."""
+        self.mark("first_text", at)
+        self.mark("first_sentence", at)
+
+    def asking(self, at: float) -> None:
+        """An LLM request is sent (each tool round sends one)."""
+        self._asking = at
+
+    def served(self, at: float) -> None:
+        """A shared LLM starts on the request (`llm_serving`): the wait was a queue."""
+        if self._asking is not None:
+            self.llm_waits.append((self._asking, at))
+            self._asking = None
+
+    def segments(self) -> dict[str, float] | None:
+        """Milliseconds of `SEGMENTS`, summing to sent - speech_end; None without both.
+        Steps can overlap (a speculative reply works while the turn detector waits), so
+        each moment goes to the earliest segment whose step was not done by then."""
+        start, end = self.speech_end, self.sent
+        if start is None or end is None or end < start:
+            return None
+        out = dict.fromkeys(SEGMENTS, 0.0)
+        bound = start
+        for name, segment in _MILESTONES:
+            at = getattr(self, name)
+            nxt = bound if at is None else min(max(bound, at), end)
+            spent = nxt - bound
+            if segment in _CARVED:
+                queue = _overlap(self.llm_waits, bound, nxt)
+                tools = _overlap(self.tool_runs, bound, nxt)
+                out["llm_queue"] += queue * 1000
+                out["tools"] += tools * 1000
+                spent = max(0.0, spent - queue - tools)
+            out[segment] += spent * 1000
+            bound = nxt
+        return out
+
+    def rounded_segments(self) -> dict[str, float] | None:
+        """`segments()` to 0.1 ms, rounded so that they still add up to the total (largest
+        remainders get the spare tenths)."""
+        parts = self.segments()
+        if parts is None or self.sent is None or self.speech_end is None:
+            return None
+        total = round(round((self.sent - self.speech_end) * 1000, 1) * 10)  # as v2v rounds
+        tenths = {k: math.floor(v * 10) for k, v in parts.items()}
+        spare = total - sum(tenths.values())
+        by_remainder = sorted(parts, key=lambda k: parts[k] * 10 - tenths[k], reverse=True)
+        for key in by_remainder[: max(0, spare)]:
+            tenths[key] += 1
+        return {k: v / 10 for k, v in tenths.items()}
+
+
+def _overlap(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+
+
+_SERVING: ContextVar[Callable[[], None] | None] = ContextVar("voxloop_llm_serving", default=None)
+
+
+def llm_serving() -> None:
+    """An LLM provider that serves one request at a time (a local model that all sessions
+    share) calls this as it starts on a request: the wait before is the turn's queue
+    (`llm_queue`), not the model's time. A no-op outside a reply."""
+    callback = _SERVING.get()
+    if callback is not None:
+        callback()
+
+
+def on_llm_serving(callback: Callable[[], None]) -> None:
+    """What `llm_serving` calls in the current task and the tasks it starts."""
+    _SERVING.set(callback)
 
 
 @dataclass
@@ -34,12 +164,20 @@ class TurnMetrics:
     reply_audio_s: float = 0.0
     interrupted: bool = False
     source: str = "voice"  # or "text"
+    # When each step happened: what `breakdown` splits voice-to-voice by. Not sent as such.
+    timeline: Timeline = field(default_factory=Timeline, repr=False, compare=False)
 
-    def as_dict(self) -> dict[str, float | int | bool | str | None]:
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float):
-                out[key] = round(value, 1)
+    def breakdown(self) -> dict[str, float] | None:
+        """Voice-to-voice split into `SEGMENTS` (ms, summing to it); None without one."""
+        return self.timeline.segments()
+
+    def as_dict(self) -> dict[str, float | int | bool | str | dict[str, float] | None]:
+        out: dict[str, float | int | bool | str | dict[str, float] | None] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "timeline":
+                out[f.name] = round(value, 1) if isinstance(value, float) else value
+        out["breakdown_ms"] = self.timeline.rounded_segments()
         return out
 
 
@@ -75,6 +213,13 @@ class PrometheusMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self.segment = Histogram(
+            "voxloop_voice_to_voice_segment_seconds",
+            "Where each voice turn's voice-to-voice time went: the segments add up to it",
+            ["segment"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
         self.turns = Counter("voxloop_turns", "Completed turns", registry=self.registry)
         self.interruptions = Counter(
             "voxloop_interruptions", "Replies cut by barge-in or interrupt", registry=self.registry
@@ -103,6 +248,8 @@ class PrometheusMetrics:
                 self.stage.labels(stage.removesuffix("_ms")).observe(value / 1000)
         if m.voice_to_voice_ms is not None:
             self.voice_to_voice.observe(m.voice_to_voice_ms / 1000)
+        for segment, ms in (m.breakdown() or {}).items():
+            self.segment.labels(segment).observe(ms / 1000)
 
     def track_sessions(self, count: Callable[[], int]) -> None:
         self.sessions.set_function(count)

@@ -24,7 +24,7 @@ import numpy as np
 from voxloop.audio import LOW_LATENCY, StreamResampler
 from voxloop.clock import Clock
 from voxloop.history import History, TurnRecord
-from voxloop.metrics import TurnMetrics
+from voxloop.metrics import TurnMetrics, on_llm_serving
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.playlog import PlayLog
 from voxloop.providers.base import (
@@ -101,6 +101,7 @@ class Reply:
 
     def __post_init__(self) -> None:
         self._running.set()
+        self.metrics.timeline.speech_end = self.speech_end_at
         self.played = PlayLog(self.clock)  # what was sent, and what of it was heard
 
     def start(self) -> None:
@@ -253,6 +254,7 @@ class Reply:
         try:
             index = len(self.sentences)
             self.sentences.append(text)
+            self.metrics.timeline.sentence(self.clock.now())
             chunks: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
             queue: asyncio.Queue = asyncio.Queue()
             queue.put_nowait((index, chunks))
@@ -280,12 +282,18 @@ class Reply:
                 return
             index = len(self.sentences)
             self.sentences.append(spoken)
+            self.metrics.timeline.sentence(self.clock.now())
             chunks: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
             self._spawn(self._synthesize(index, spoken, chunks, slots), "tts")
             queue.put_nowait((index, chunks))
 
         messages = self.history.messages(self.config.system_prompt, self.user_text)
         asked = self.clock.now()
+        self.metrics.timeline.mark("asked", asked)
+        if self.gate is None:
+            self.metrics.timeline.mark("released", asked)  # a gated one: when it opens
+        # A shared LLM says when it starts on our request (for this task only).
+        on_llm_serving(lambda: self.metrics.timeline.served(self.clock.now()))
         try:
             for _ in range(MAX_TOOL_ROUNDS + 1):
                 calls: list[ToolCall] = []
@@ -295,6 +303,7 @@ class Reply:
                         continue
                     if not self.text:
                         self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
+                        self.metrics.timeline.mark("first_text", self.clock.now())
                     self.text += item
                     self.outbox.data(event("llm_response", sid, tid, delta=item, is_complete=False))
                     if not self.config.sequential:
@@ -341,6 +350,7 @@ class Reply:
     async def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
         """The LLM's stream, offered the tools where both sides can do it; a hang or
         anything but text and tool calls is an error."""
+        self.metrics.timeline.asking(self.clock.now())
         stream = ask(self.llm, messages, self.tools, max_tokens=self.config.max_tokens)
         name = f"LLM {self.llm.name}"
         async for item in guarded(stream, self.clock, self.config.llm_timeout_s, name, "token"):
@@ -360,9 +370,13 @@ class Reply:
             if filler and not self.sentences:  # only if nothing has been said yet
                 say(filler)
 
-        return await self.tools.run_all(
-            calls, clock=self.clock, slow_after_s=self.config.filler_after_s, on_slow=slow
-        )
+        started = self.clock.now()
+        try:
+            return await self.tools.run_all(
+                calls, clock=self.clock, slow_after_s=self.config.filler_after_s, on_slow=slow
+            )
+        finally:
+            self.metrics.timeline.tool_runs.append((started, self.clock.now()))
 
     async def _synthesize(
         self,
@@ -407,6 +421,7 @@ class Reply:
         while (item := await queue.get()) is not None:
             index, chunks = item
             while (chunk := await chunks.get()) is not None:
+                self.metrics.timeline.mark("first_audio", self.clock.now())
                 if chunk.sample_rate != rate:
                     if resampler is None or resampler.from_rate != chunk.sample_rate:
                         resampler = StreamResampler(
@@ -452,6 +467,7 @@ class Reply:
         if not self.audio_started or self._restart:
             if not self.audio_started and self.speech_end_at is not None:
                 self.metrics.voice_to_voice_ms = (now - self.speech_end_at) * 1000
+                self.metrics.timeline.mark("sent", now)
             fields = {"resumed": True} if self._restart else {}
             self.audio_started, self._restart = True, False
             self.outbox.control(event("status", self.session_id, self.turn_id, status="speaking"))

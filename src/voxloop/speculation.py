@@ -146,6 +146,7 @@ class Speculator:
         text = spec.transcript.text.strip() if spec.transcript else ""
         ready_at = spec.transcript_at or s.clock.now()
         metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
+        metrics.timeline.mark("transcript", ready_at)
         s.outbox.data(s.event("final_transcript", utt.turn_id, text=text))
         if spec.reply is None:  # nothing heard, or it sounded unfinished: answer it now
             await spec.discard()
@@ -158,6 +159,9 @@ class Speculator:
         reply = spec.reply
         reply.metrics.vad_end_of_turn_ms = metrics.vad_end_of_turn_ms
         reply.metrics.stt_final_ms = metrics.stt_final_ms
+        reply.metrics.timeline.turn_end = metrics.timeline.turn_end
+        reply.metrics.timeline.transcript = metrics.timeline.transcript
+        reply.metrics.timeline.mark("released", s.clock.now())
         reply.speculative = False
         s.reply = reply
         spec.release()

@@ -28,6 +28,7 @@ class Transcripts:
         """The turn's words ("" for none), or None: nothing more to do (the speculative
         reply took the turn, or the STT failed and that was reported)."""
         s = self.s
+        metrics.timeline.mark("turn_end", ended_at)
         spec = s.speculator.take(utt)
         if spec is not None and spec.task is not None:
             if not await self._in_time(spec.task):
@@ -46,6 +47,7 @@ class Transcripts:
         else:  # sequential: the whole utterance at once
             final = await self._whole(utt)
         metrics.stt_final_ms = (s.clock.now() - ended_at) * 1000
+        metrics.timeline.mark("transcript", s.clock.now())
         text = final.text.strip() if final else ""
         if self._too_long(text):
             limit = s.services.settings.limits.max_text_chars

@@ -1,8 +1,9 @@
 """`voxloop bench latency`: spoken questions through the real WebSocket server, timed.
 
 Each question is a fresh session, streamed at real-time pace by the `talk` client. Stage
-figures come from the server's own per-turn metrics; voice-to-voice is measured on the
-client too (end of the user's speech in the file → first agent audio byte received), and
+figures come from the server's own per-turn metrics, and so does the breakdown of its
+voice-to-voice into segments (their means add up to the mean); voice-to-voice is measured
+on the client too (end of the user's speech in the file → first agent audio byte received), and
 the two are compared. The naive sequential pipeline runs in the same invocation, on the
 same questions, so the report can state a ratio rather than a noisy absolute alone.
 """
@@ -19,7 +20,7 @@ from voxloop.bench.server import running_server
 from voxloop.bench.stats import summarize
 from voxloop.client import talk
 from voxloop.config import Settings
-from voxloop.metrics import STAGES
+from voxloop.metrics import SEGMENTS, STAGES
 
 MODES = ("streaming", "sequential")
 
@@ -52,6 +53,7 @@ async def run_turns(url: str, wavs: list[Path], timeout_s: float) -> list[dict[s
                 "reply": result.reply,
                 "client": result.client_metrics,
                 "server": {k: result.server_metrics.get(k) for k in STAGES},
+                "breakdown_ms": result.server_metrics.get("breakdown_ms"),
                 "errors": result.errors,
             }
         )
@@ -61,6 +63,8 @@ async def run_turns(url: str, wavs: list[Path], timeout_s: float) -> list[dict[s
 def report(turns: list[dict[str, Any]], eot_silence_ms: float) -> dict[str, Any]:
     client_v2v = [t["client"].get("voice_to_voice_ms") for t in turns]
     server = {stage: summarize(t["server"].get(stage) for t in turns) for stage in STAGES}
+    split = [t["breakdown_ms"] for t in turns if t.get("breakdown_ms")]
+    breakdown = {seg: summarize(b.get(seg) for b in split) for seg in SEGMENTS}
     deltas = [
         c - s
         for t in turns
@@ -72,6 +76,8 @@ def report(turns: list[dict[str, Any]], eot_silence_ms: float) -> dict[str, Any]
         "completed": sum(1 for t in turns if not t["errors"] and t["reply"]),
         "client_voice_to_voice_ms": summarize(client_v2v),
         "server": server,
+        # Where the server's voice-to-voice went: the segments' means add up to its mean.
+        "server_breakdown_ms": breakdown,
         # Client and server should agree up to the network and the definition of "end of
         # speech" (the client uses the file's audio energy, the server its VAD).
         "client_minus_server_v2v_ms": summarize(deltas),
@@ -123,7 +129,8 @@ def bench_latency(
 
 
 def plot_latency(result: dict[str, Any], path: Path) -> None:
-    """Median of each stage, stacked, per mode; plus the voice-to-voice spread."""
+    """Where voice-to-voice went (the mean of each segment, stacked: they add up to the
+    mean voice-to-voice), per mode; plus the voice-to-voice spread."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,21 +138,20 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
 
     modes = [m for m in MODES if m in result]
     fig, (bars, spread) = plt.subplots(1, 2, figsize=(11, 4))
-    stages = ["vad_end_of_turn_ms", "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms"]
-    colors = ["#7c8db5", "#e0a458", "#6bbf8a", "#d9646c"]
+    colors = plt.get_cmap("tab10").colors
     for row, mode in enumerate(modes):
         left = 0.0
-        for stage, color in zip(stages, colors, strict=True):
-            stats = result[mode]["server"].get(stage)
-            width = stats["p50"] if stats else 0.0
-            label = stage.removesuffix("_ms") if row == 0 else None
+        for segment, color in zip(SEGMENTS, colors, strict=False):
+            stats = result[mode].get("server_breakdown_ms", {}).get(segment)
+            width = stats["mean"] if stats else 0.0
+            label = segment if row == 0 else None
             bars.barh(row, width, left=left, color=color, label=label)
             left += width
         v2v = result[mode]["server"].get("voice_to_voice_ms")
         if v2v:
-            bars.plot([v2v["p50"]], [row], "k|", markersize=30)
+            bars.plot([v2v["mean"]], [row], "k|", markersize=30)
     bars.set_yticks(range(len(modes)), modes)
-    bars.set_xlabel("ms (median per stage; | = voice-to-voice p50)")
+    bars.set_xlabel("ms (mean per segment; | = mean voice-to-voice)")
     bars.legend(fontsize=7, loc="lower right")
     data = [
         [

@@ -1,21 +1,38 @@
 // The latency dashboard: one stacked horizontal bar per turn, drawn as SVG by hand.
 //
-// Stages come from the server's `metrics` event. They run one after another, so stacking
-// them shows where a turn's voice-to-voice time went; what the stages do not cover (the
-// LLM writing its first sentence, queueing) is drawn as "other". Null stages are skipped.
+// The bars come from the `breakdown_ms` of the server's `metrics` event: it splits the
+// turn's voice-to-voice time into segments that add up to it exactly, so every
+// millisecond the user waited has a name. Where steps overlap (a speculative reply works
+// while the turn detector still waits), each moment is the earliest unfinished step's.
+// Typed turns have no voice-to-voice, so no bar. Empty segments are not drawn.
 
 const SVG = "http://www.w3.org/2000/svg";
 
-export const STAGES = [
-  { key: "vad_end_of_turn_ms", label: "End of turn", hint: "end of speech → turn end" },
-  { key: "stt_final_ms", label: "Speech to text", hint: "turn end → final transcript" },
-  { key: "llm_first_token_ms", label: "LLM first token", hint: "request → first token" },
-  { key: "tts_first_audio_ms", label: "TTS first audio", hint: "first sentence → audio" },
+export const SEGMENTS = [
+  { key: "end_of_turn", label: "End of turn", hint: "end of speech → turn end", color: "#64748b" },
+  { key: "stt", label: "Speech to text", hint: "turn end → final transcript", color: "#22d3ee" },
   {
-    key: "other",
-    label: "First sentence & other",
-    hint: "the LLM writing its first sentence, queueing",
+    key: "wait",
+    label: "Hand-off",
+    hint: "transcript → reply under way (stopping the last reply, context)",
+    color: "#a78bfa",
   },
+  {
+    key: "llm_queue",
+    label: "LLM queue",
+    hint: "waiting for the shared LLM, busy with another request",
+    color: "#f97316",
+  },
+  { key: "llm", label: "LLM first token", hint: "request → first token", color: "#fbbf24" },
+  { key: "tools", label: "Tools", hint: "tool calls running", color: "#34d399" },
+  {
+    key: "first_sentence",
+    label: "First sentence",
+    hint: "first token → first speakable sentence",
+    color: "#fde68a",
+  },
+  { key: "tts", label: "TTS first audio", hint: "first sentence → its audio", color: "#f472b6" },
+  { key: "send", label: "Send", hint: "audio → first frame sent", color: "#3a4152" },
 ];
 
 const MAX_ROWS = 8; // the newest turns; older ones still count in the median
@@ -31,8 +48,8 @@ export class LatencyChart {
     this.chartEl = chart;
     this.medianEl = median;
     this.medianNoteEl = medianNote;
+    this.legendEl = legend;
     this.turns = [];
-    this.drawLegend(legend);
     // Redraw at the real pixel width so text stays crisp and unscaled.
     this.width = 0;
     new ResizeObserver(() => {
@@ -59,16 +76,21 @@ export class LatencyChart {
     return values.length % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
   }
 
-  drawLegend(list) {
-    list.replaceChildren(
-      ...STAGES.map((stage, i) => {
+  // The segments in the bars shown (all of them while there are none), in pipeline order.
+  drawLegend(bars) {
+    const seen = new Set(bars.flatMap((b) => b.segments.map((seg) => seg.index)));
+    const shown = SEGMENTS.filter((_, i) => !seen.size || seen.has(i));
+    this.legendEl.replaceChildren(
+      ...shown.map((segment) => {
         const item = document.createElement("li");
         const swatch = document.createElement("span");
-        swatch.className = `swatch stage-${i}`;
+        swatch.className = "swatch";
+        swatch.style.background = segment.color;
         swatch.setAttribute("aria-hidden", "true");
         const text = document.createElement("span");
-        text.textContent = stage.label;
-        item.title = stage.hint;
+        text.textContent = segment.label;
+        item.title = segment.hint;
+        item.dataset.segment = segment.key;
         item.append(swatch, text);
         return item;
       }),
@@ -86,13 +108,14 @@ export class LatencyChart {
       : "no spoken turns yet";
 
     const rows = this.turns.slice(-MAX_ROWS).reverse(); // newest on top
+    const bars = rows.map(segmentsOf);
+    this.drawLegend(bars);
     if (!rows.length) {
       this.chartEl.replaceChildren(emptyNote());
       return;
     }
     const width = Math.max(240, this.width);
     const plotW = width - LABEL_W - VALUE_W;
-    const bars = rows.map(segmentsOf);
     const scaleMax = niceCeiling(Math.max(...bars.map((b) => b.total), 100));
     const x = (ms) => LABEL_W + (ms / scaleMax) * plotW;
     const height = rows.length * (ROW_H + ROW_GAP) + AXIS_H;
@@ -127,7 +150,10 @@ export class LatencyChart {
         "data-testid": "latency-bar",
         "data-turn": turn.turn_id,
       });
+      const summary = el("title");
+      summary.textContent = describe(turn, bar);
       group.append(
+        summary,
         text(`#${turn.turn_id}`, {
           class: "row-label",
           x: 0,
@@ -137,16 +163,20 @@ export class LatencyChart {
       );
       let start = 0;
       for (const seg of bar.segments) {
+        const segment = SEGMENTS[seg.index];
         const rect = el("rect", {
-          class: `seg stage-${seg.stage}`,
+          class: "seg",
+          style: `fill: ${segment.color}`,
+          "data-segment": segment.key,
+          "data-ms": seg.ms,
           x: x(start),
           y,
-          width: Math.max(1, x(start + seg.ms) - x(start) - 1), // 1 px gap between stages
+          width: Math.max(1, x(start + seg.ms) - x(start) - 1), // 1 px gap between segments
           height: ROW_H,
           rx: 3,
         });
         const title = el("title");
-        title.textContent = `${STAGES[seg.stage].label}: ${Math.round(seg.ms)} ms`;
+        title.textContent = `${segment.label}: ${formatMs(seg.ms)}`;
         rect.append(title);
         group.append(rect);
         start += seg.ms;
@@ -184,22 +214,22 @@ export class LatencyChart {
 }
 
 function segmentsOf(turn) {
-  const segments = [];
-  let sum = 0;
-  STAGES.forEach((stage, i) => {
-    const ms = turn[stage.key];
-    if (typeof ms === "number" && ms > 0) {
-      segments.push({ stage: i, ms });
-      sum += ms;
-    }
-  });
   const v2v = typeof turn.voice_to_voice_ms === "number" ? turn.voice_to_voice_ms : null;
-  // Whatever the measured stages leave of the total is still time the user waited.
-  if (v2v !== null && v2v - sum > 1) {
-    segments.push({ stage: STAGES.length - 1, ms: v2v - sum });
-    sum = v2v;
-  }
+  const parts = turn.breakdown_ms ?? {};
+  const segments = [];
+  SEGMENTS.forEach((segment, index) => {
+    const ms = parts[segment.key];
+    if (typeof ms === "number" && ms > 0) segments.push({ index, ms });
+  });
+  const sum = segments.reduce((total, seg) => total + seg.ms, 0);
   return { segments, v2v, total: Math.max(sum, v2v ?? 0) };
+}
+
+// The bar in words: "#3: 10.30 s = End of turn 350 ms + First sentence 9.60 s + ...".
+function describe(turn, bar) {
+  if (bar.v2v === null) return `#${turn.turn_id}: ${turn.source === "text" ? "typed" : "no audio"}`;
+  const parts = bar.segments.map((seg) => `${SEGMENTS[seg.index].label} ${formatMs(seg.ms)}`);
+  return `#${turn.turn_id}: ${formatSeconds(bar.v2v)} = ${parts.join(" + ") || "nothing"}`;
 }
 
 // The smallest 1-2-5 step multiple that covers `ms`, so the axis has round numbers.
@@ -224,6 +254,10 @@ function ticks(max) {
 
 function formatSeconds(ms) {
   return ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function formatMs(ms) {
+  return ms >= 1000 ? formatSeconds(ms) : `${Math.round(ms)} ms`;
 }
 
 function formatTick(ms) {
