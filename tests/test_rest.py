@@ -142,3 +142,95 @@ def test_a_persona_change_followed_at_once_by_a_turn_is_not_read_back_stale(app_
         ws.send_json({"type": "text", "content": "hello"})
         receive_until(ws, "metrics")
     assert "Speak like a pirate." in llm.requests[-1][0].content
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"offset": 9223372036854775808}, "offset"),  # past SQLite's 64-bit integers: was 500
+        ({"offset": -1}, "offset"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": "many"}, "limit"),
+    ],
+)
+def test_paging_parameters_out_of_range_are_422_with_one_line(app_and_llm, params, field):
+    client, _ = app_and_llm
+    r = client.get("/api/sessions", params=params)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith(f"{field}: "), detail
+
+
+def test_the_largest_offset_is_an_empty_page(app_and_llm):
+    client, _ = app_and_llm
+    talk(client, "one", "hi")
+    page = client.get("/api/sessions", params={"offset": 2**31 - 1}).json()
+    assert page["sessions"] == [] and page["total"] == 1 and page["next_offset"] is None
+
+
+def test_a_malformed_body_is_422_with_the_documented_shape(app_and_llm):
+    """docs/protocol.md: every error is {"detail": "..."}, a 422 too."""
+    client, _ = app_and_llm
+    talk(client, "ctx", "hi")
+    wrong = client.put("/api/sessions/ctx/context", json={"instrucions": "typo"})
+    assert wrong.status_code == 422
+    assert wrong.json() == {"detail": "instrucions: Extra inputs are not permitted"}
+    broken = client.put(
+        "/api/sessions/ctx/context", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422
+    assert broken.json()["detail"].startswith("body: malformed JSON (")
+
+
+@pytest.mark.parametrize("bad", ["ok%0A", "ok%0D%0A", "ok%20", "x" * 129, "caf%C3%A9"])
+def test_a_session_id_is_checked_strictly_everywhere(app_and_llm, bad):
+    """A trailing newline used to pass (`$` matches before it) and broke /export's header."""
+    client, _ = app_and_llm
+    for method, path in [
+        ("GET", f"/api/sessions/{bad}"),
+        ("GET", f"/api/sessions/{bad}/export"),
+        ("DELETE", f"/api/sessions/{bad}"),
+        ("PUT", f"/api/sessions/{bad}/context"),
+        ("GET", f"/api/sessions/{bad}/events"),
+    ]:
+        body = {"json": {"facts": []}} if method == "PUT" else {}
+        r = client.request(method, path, **body)
+        assert r.status_code == 400, (method, path, r.status_code)
+        assert r.json()["detail"] == "session id must be 1-128 of [A-Za-z0-9_.:-]"
+
+
+def test_a_start_with_a_newline_in_its_session_id_gets_a_new_session(app_and_llm):
+    client, _ = app_and_llm
+    with client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "start", "session_id": "ok\n"})
+        seen = receive_until(ws, "session")
+        ws.send_json({"type": "text", "content": "hi"})
+        receive_until(ws, "metrics")
+    assert [e["code"] for e in seen if e["type"] == "error"] == ["bad_session_id"]
+    new_id = seen[-1]["session_id"]
+    assert new_id != "ok\n" and "\n" not in new_id
+    export = client.get(f"/api/sessions/{new_id}/export")
+    assert export.status_code == 200 and export.json()["turn_count"] == 1
+
+
+def test_a_connection_that_never_had_a_turn_is_not_listed_but_resumes(app_and_llm):
+    client, llm = app_and_llm
+    with client.websocket_connect("/ws") as ws:  # a failed attempt: no turn at all
+        start(ws, session_id="empty", persona="You are a pirate.")
+    with client.websocket_connect("/ws") as ws:
+        start(ws)
+    assert client.get("/api/sessions").json() == {
+        "sessions": [],
+        "total": 0,
+        "offset": 0,
+        "limit": 50,
+        "next_offset": None,
+    }
+    with client.websocket_connect("/ws") as ws:  # ...and still resumes, with its persona
+        assert start(ws, session_id="empty")["resumed"] is True
+        ws.send_json({"type": "text", "content": "hello"})
+        receive_until(ws, "metrics")
+    assert "You are a pirate." in llm.requests[-1][0].content
+    listed = client.get("/api/sessions").json()
+    assert [(s["session_id"], s["turn_count"]) for s in listed["sessions"]] == [("empty", 1)]

@@ -118,11 +118,18 @@ async def test_concurrent_appends_keep_each_sessions_order(
         await w.close()
 
 
+async def _with_turn(store: RedisStore, record: SessionRecord) -> None:
+    """Save a session that has one turn (only those are listed), keeping its updated_at."""
+    await store.save_meta(record)
+    await store.append_turn(record.session_id, TurnRecord(1, "hi"))
+    await store.save_meta(record)  # append_turn made it the newest: back to its own time
+
+
 async def test_paging_newest_first(store: RedisStore) -> None:
     base = time.time() - 100
     for i in range(7):
-        await store.save_meta(_record(f"p{i}", updated_at=base + i))
-    await store.append_turn("p6", TurnRecord(1, "hi"))  # p6 stays newest
+        await _with_turn(store, _record(f"p{i}", updated_at=base + i))
+    await store.append_turn("p6", TurnRecord(2, "again"))  # p6 stays newest
 
     pages = [await store.list_sessions(offset=o, limit=3) for o in (0, 3, 6)]
     assert [[s["session_id"] for s in p.sessions] for p in pages] == [
@@ -133,9 +140,27 @@ async def test_paging_newest_first(store: RedisStore) -> None:
     assert {p.total for p in pages} == {7}
     assert (pages[0].offset, pages[0].limit) == (0, 3)
     first = pages[0].sessions[0]
-    assert first["turn_count"] == 1 and "turns" not in first
-    assert pages[1].sessions[0]["turn_count"] == 0
+    assert first["turn_count"] == 2 and "turns" not in first
+    assert pages[1].sessions[0]["turn_count"] == 1
     assert (await store.list_sessions(offset=10, limit=3)).sessions == []
+
+
+async def test_a_session_without_turns_is_stored_but_not_listed(store: RedisStore) -> None:
+    """A refused or silent attempt leaves no entry in the listing; the session can still be
+    read and resumed, and it is listed from its first turn. (Its keys expire by TTL.)"""
+    await _with_turn(store, _record("talked"))
+    for i in range(3):
+        await store.save_meta(_record(f"empty-{i}", persona="pirate"))
+    page = await store.list_sessions()
+    assert [s["session_id"] for s in page.sessions] == ["talked"] and page.total == 1
+    loaded = await store.load("empty-0")
+    assert loaded is not None and loaded.persona == "pirate"
+    await store.save_meta(_record("empty-0", persona="parrot"))  # a change: still unlisted
+    assert (await store.list_sessions()).total == 1
+    await store.append_turn("empty-0", TurnRecord(1, "ahoy"))
+    page = await store.list_sessions()
+    assert [s["session_id"] for s in page.sessions] == ["empty-0", "talked"]
+    assert page.total == 2
 
 
 async def test_delete(store: RedisStore, queue: RedisResponseQueue) -> None:
@@ -153,8 +178,8 @@ async def test_delete(store: RedisStore, queue: RedisResponseQueue) -> None:
 async def test_purge_removes_only_old_sessions(store: RedisStore) -> None:
     now = time.time()
     for i in range(3):
-        await store.save_meta(_record(f"old{i}", user_id="carol", updated_at=now - 1000 - i))
-    await store.save_meta(_record("new", user_id="carol", updated_at=now))
+        await _with_turn(store, _record(f"old{i}", user_id="carol", updated_at=now - 1000 - i))
+    await _with_turn(store, _record("new", user_id="carol", updated_at=now))
     assert await store.purge(now - 500) == 3
     assert [s["session_id"] for s in (await store.list_sessions()).sessions] == ["new"]
     assert [r.session_id for r in await store.user_sessions("carol")] == ["new"]
@@ -186,7 +211,7 @@ async def test_expired_index_entries_are_skipped_and_removed(
 ) -> None:
     base = time.time() - 100
     for i in range(5):
-        await store.save_meta(_record(f"e{i}", user_id="fay", updated_at=base + i))
+        await _with_turn(store, _record(f"e{i}", user_id="fay", updated_at=base + i))
     # What expiry does, without waiting for it: the session keys vanish, the indexes stay.
     await store.client.delete(f"{redis_prefix}session:{{e4}}", f"{redis_prefix}session:{{e2}}")
 

@@ -70,9 +70,12 @@ async def test_delete_and_retention(store):
     assert await store.delete("doomed") is False
     assert await store.load("doomed") is None
     now = time.time()
-    await store.save_meta(SessionRecord("ancient", updated_at=now - 40 * 86400))
-    await store.save_meta(SessionRecord("recent", updated_at=now - 86400))
-    assert await store.purge(now - 30 * 86400) == 1
+    for sid, age_days in (("ancient", 40), ("recent", 1)):
+        await store.save_meta(SessionRecord(sid))
+        await store.append_turn(sid, TurnRecord(1, "q", "a"))
+        await store.save_meta(SessionRecord(sid, updated_at=now - age_days * 86400))
+    await store.save_meta(SessionRecord("ancient-and-empty", updated_at=now - 40 * 86400))
+    assert await store.purge(now - 30 * 86400) == 2
     assert [m["session_id"] for m in (await store.list_sessions()).sessions] == ["recent"]
 
 
@@ -114,3 +117,19 @@ async def test_load_meta_leaves_the_turns_out(store):
     meta = await store.load_meta("m")
     assert meta.instructions == "Be brief." and meta.turns == []
     assert await store.load_meta("missing") is None
+
+
+async def test_a_session_without_turns_is_stored_but_not_listed(store):
+    """A refused or silent attempt must not fill the listing with empty sessions; it can
+    still be read and resumed, and it is listed from its first turn."""
+    await store.save_meta(SessionRecord("talked"))
+    await store.append_turn("talked", TurnRecord(1, "q", "a"))
+    for i in range(3):
+        await store.save_meta(SessionRecord(f"empty-{i}", persona="pirate"))
+    page = await store.list_sessions()
+    assert [m["session_id"] for m in page.sessions] == ["talked"] and page.total == 1
+    assert (await store.load("empty-0")).persona == "pirate"
+    await store.append_turn("empty-0", TurnRecord(1, "q", "a"))
+    page = await store.list_sessions()
+    assert [m["session_id"] for m in page.sessions] == ["empty-0", "talked"]
+    assert page.total == 2

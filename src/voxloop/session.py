@@ -30,7 +30,7 @@ from voxloop.providers.base import LLMProvider
 from voxloop.services import Services
 from voxloop.speculation import Speculator
 from voxloop.stalls import stall_limit
-from voxloop.store.base import new_session_id, valid_session_id
+from voxloop.store.base import ID_RULE, new_session_id, valid_session_id
 from voxloop.store.memory import MemoryStore
 from voxloop.transcripts import Transcripts
 from voxloop.transport import protocol as p
@@ -204,10 +204,10 @@ class Session:
     async def _open(self, session_id: str | None, user_id: str | None) -> tuple[Conversation, bool]:
         """Resume the named session from the store, or start one."""
         if session_id and not valid_session_id(session_id):
-            self.error("bad_session_id", "session_id must be 1-128 of [A-Za-z0-9_.:-]")
+            self.error("bad_session_id", f"session_id must be {ID_RULE}")
             session_id = None
         if user_id and not valid_session_id(user_id):
-            self.error("bad_user_id", "user_id must be 1-128 of [A-Za-z0-9_.:-]")
+            self.error("bad_user_id", f"user_id must be {ID_RULE}")
             user_id = None
         sid = session_id or self._provisional_id
         settings = self.services.settings

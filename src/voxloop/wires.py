@@ -26,6 +26,11 @@ class Wire:
     path = "/ws"
     rate = 16000  # what the microphone audio is sent at
     output_rate: int | None = None  # None: as `tts_start` says
+    carries_text = True  # the transcript and the reply's words come back, not only audio
+    # After the file: how long to wait for a sign that the server heard speech (a
+    # transcript, a status, audio) before concluding that it heard none. It covers the
+    # longest end-of-turn wait (1.2 s after an unfinished phrase) and a slow final STT.
+    no_speech_grace_s = 6.0
 
     def __init__(self, *, rate: int = 16000, **start: Any) -> None:
         self.rate = rate
@@ -134,6 +139,8 @@ class RealtimeWire(Wire):
         kind = str(event.get("type", ""))
         if kind == "session.created":
             return [{"type": "session", "session_id": event["session"].get("id", "")}], []
+        if kind == "input_audio_buffer.speech_started":
+            return [{"type": "speech_started"}], []
         if kind == "conversation.item.input_audio_transcription.completed":
             return [{"type": "final_transcript", "text": event.get("transcript", "")}], []
         if kind in ("response.output_audio_transcript.delta", "response.audio_transcript.delta"):
@@ -165,6 +172,9 @@ class TwilioWire(Wire):
 
     name = "twilio"
     path = "/twilio/media"
+    carries_text = False
+    # Only the reply's audio shows that speech was heard: wait for the whole answer.
+    no_speech_grace_s = 15.0
 
     def __init__(self, *, session_id: str | None = None, **_: Any) -> None:
         """A phone line carries no text: the transcript and the reply's words are not

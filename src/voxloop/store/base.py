@@ -18,15 +18,20 @@ from typing import Any, Protocol
 
 from voxloop.history import TurnRecord
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# What a session (or user) id may be: it goes into Redis keys, file names of exports and
+# HTTP headers, so no spaces, slashes or control characters. `fullmatch`, not `match`
+# with `$`: `$` also matches before a trailing newline.
+ID_RULE = "1-128 of [A-Za-z0-9_.:-]"
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def new_session_id() -> str:
+    """16 URL-safe characters ([A-Za-z0-9_-]): always a valid id."""
     return secrets.token_urlsafe(12)
 
 
-def valid_session_id(session_id: str) -> bool:
-    return bool(_ID.match(session_id))
+def valid_session_id(session_id: object) -> bool:
+    return isinstance(session_id, str) and _ID.fullmatch(session_id) is not None
 
 
 @dataclass
@@ -91,7 +96,9 @@ class SessionStore(Protocol):
         """Add one completed turn (the session exists). Durable once this returns."""
 
     async def list_sessions(self, *, offset: int = 0, limit: int = 50) -> Page:
-        """Newest first (by `updated_at`)."""
+        """Newest first (by `updated_at`), only sessions with at least one turn: a
+        connection that never got to a turn (a refused start, a silent microphone) leaves
+        no entry in the listing. It is still stored, so it can be loaded and resumed."""
 
     async def user_sessions(self, user_id: str, *, limit: int = 5) -> list[SessionRecord]:
         """A user's most recent sessions, newest first, with their turns."""

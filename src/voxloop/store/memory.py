@@ -41,7 +41,8 @@ class MemoryStore:
             record.updated_at = max(time.time(), turn.created_at)
 
     async def list_sessions(self, *, offset: int = 0, limit: int = 50) -> Page:
-        ordered = sorted(self._sessions.values(), key=lambda s: (-s.updated_at, s.session_id))
+        talked = [s for s in self._sessions.values() if s.turns]
+        ordered = sorted(talked, key=lambda s: (-s.updated_at, s.session_id))
         metas: list[dict[str, Any]] = [s.meta() for s in ordered[offset : offset + limit]]
         return Page(metas, len(ordered), offset, limit)
 

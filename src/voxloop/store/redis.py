@@ -6,8 +6,10 @@ Key layout (`P` is the prefix, "voxloop:" by default; the braces are literal):
                             (not the turns), each value JSON-encoded
 - `P session:{ID}:turns`   list, one JSON `TurnRecord` per item, RPUSHed: append order
 - `P session:{ID}:events`  stream of outgoing events (`RedisResponseQueue`), field `json`
-- `P sessions`             sorted set of session ids scored by `updated_at`: newest-first
-                            paging with ZREVRANGE, the total with ZCARD
+- `P sessions`             sorted set of the ids of sessions with at least one turn, scored
+                            by `updated_at`: newest-first paging with ZREVRANGE, the total
+                            with ZCARD. A session enters it with its first turn (a
+                            connection that never got to a turn is not listed)
 - `P user:{USER}:sessions` sorted set, the same for one user's sessions
 
 Session ids may contain ":", so they are wrapped in braces: otherwise the meta key of a
@@ -19,8 +21,9 @@ its meta and turns keys and on its user's index; each pushed event does the same
 events stream. The global index has no TTL: an entry whose session has expired is skipped
 and removed when a listing meets it (and by `purge`), so `total` may count a few expired
 sessions until a listing has walked past them. A user index whose user changed, or that
-names expired sessions, is cleaned the same way by `user_sessions`. Workers sharing a
-prefix should share `ttl_s`: the last writer's TTL is the one a user index gets.
+names expired sessions, is cleaned the same way by `user_sessions`. A session without
+turns is in no global index, so `purge` does not see it: its TTL removes it. Workers
+sharing a prefix should share `ttl_s`: the last writer's TTL is the one a user index gets.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from voxloop.store.base import Page, SessionRecord
 
 _META_FIELDS = tuple(f.name for f in fields(SessionRecord) if f.name != "turns")
 _TURN_FIELDS = frozenset(f.name for f in fields(TurnRecord))
-_EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 class StoreUnavailableError(VoxloopError, ConnectionError):
@@ -162,7 +165,8 @@ class RedisStore(_RedisUser):
                 pipe.hset(key, mapping=meta)
                 pipe.pexpire(key, self.ttl_ms)
                 pipe.pexpire(turns, self.ttl_ms)  # a no-op until the first turn
-                pipe.zadd(self._index, {record.session_id: record.updated_at})
+                # Listed from its first turn on (append_turn): here only its time moves.
+                pipe.zadd(self._index, {record.session_id: record.updated_at}, xx=True)
                 if record.user_id is not None:
                     user_key = self._user_key(record.user_id)
                     pipe.zadd(user_key, {record.session_id: record.updated_at})
@@ -313,7 +317,7 @@ class RedisResponseQueue(_RedisUser):
         self, session_id: str, after: str | None = None, limit: int = 1000
     ) -> list[tuple[str, dict[str, Any]]]:
         """XRANGE from just after `after` (an exclusive "(" start, Redis >= 6.2)."""
-        if after is not None and not _EVENT_ID.match(after):
+        if after is not None and not _EVENT_ID.fullmatch(after):
             raise ValueError(f"not an event id: {after!r}")  # not Redis's less clear error
         start = "-" if after is None else f"({after}"
         with self._reachable():

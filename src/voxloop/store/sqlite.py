@@ -135,11 +135,13 @@ class SQLiteStore:
     async def list_sessions(self, *, offset: int = 0, limit: int = 50) -> Page:
         def query() -> Page:
             db = self._db()
-            total = db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            talked = "EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.session_id)"
+            total = db.execute(f"SELECT COUNT(*) FROM sessions s WHERE {talked}").fetchone()[0]
             rows = db.execute(
                 "SELECT s.session_id, s.user_id, s.meta, s.created_at, s.updated_at, "
                 "(SELECT COUNT(*) FROM turns t WHERE t.session_id = s.session_id) "
-                "FROM sessions s ORDER BY s.updated_at DESC, s.session_id LIMIT ? OFFSET ?",
+                f"FROM sessions s WHERE {talked} "
+                "ORDER BY s.updated_at DESC, s.session_id LIMIT ? OFFSET ?",
                 (limit, offset),
             ).fetchall()
             sessions = []

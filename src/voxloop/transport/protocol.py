@@ -36,8 +36,11 @@ class Start(_Msg):
     type: Literal["start"] = "start"
     sample_rate: int = DEFAULT_RATE
     output_sample_rate: int | None = None  # default: the TTS's own rate
-    session_id: str | None = Field(None, max_length=128)
-    user_id: str | None = Field(None, max_length=128)
+    # Not checked here: the session checks both ids with `valid_session_id` (1-128 of
+    # [A-Za-z0-9_.:-], store/base.py) and answers `bad_session_id` / `bad_user_id`, then
+    # goes on with a new session; a length limit here would refuse the whole start instead.
+    session_id: str | None = None
+    user_id: str | None = None
     voice: str | None = Field(None, max_length=256)
     persona: str | None = Field(None, max_length=8000)
 

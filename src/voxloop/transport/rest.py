@@ -9,16 +9,55 @@ worker picks it up from the store before its next reply).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from voxloop.services import Services
-from voxloop.store.base import valid_session_id
+from voxloop.store.base import ID_RULE, valid_session_id
 
-router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+# Far past any real listing, and small enough for every store (SQLite's are 64-bit).
+MAX_OFFSET = 2**31 - 1
+
+
+class _OneLineErrors(APIRoute):
+    """Every error of this API is `{"detail": "<one line>"}`, a malformed parameter or body
+    (422) too, instead of FastAPI's list of problem objects: one shape for clients to
+    read, and a message that names the field."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
+        return route
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line, e.g. `offset: Input should be ...; limit: ...` (each location without its
+    leading "query", "path" or "body")."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        if err.get("type") == "json_invalid":  # its location is a character offset
+            ctx = err.get("ctx") or {}
+            problems.append(f"body: malformed JSON ({ctx.get('error', 'JSON decode error')})")
+            continue
+        where = ".".join(loc[1:]) or ".".join(loc) or "request"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"
+
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"], route_class=_OneLineErrors)
 
 
 class ContextUpdate(BaseModel):
@@ -37,7 +76,7 @@ def _services(request: Request) -> Services:
 
 def _check_id(session_id: str) -> None:
     if not valid_session_id(session_id):
-        raise HTTPException(400, "session id must be 1-128 of [A-Za-z0-9_.:-]")
+        raise HTTPException(400, f"session id must be {ID_RULE}")
 
 
 def _live(services: Services, session_id: str):
@@ -47,7 +86,7 @@ def _live(services: Services, session_id: str):
 @router.get("")
 async def list_sessions(
     request: Request,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     """Newest first, `limit` at a time."""
@@ -150,5 +189,8 @@ async def get_events(
     services = _services(request)
     if services.events is None:
         raise HTTPException(404, "the event queue exists in Redis mode only (redis_url)")
-    events = await services.events.read(session_id, after=after, limit=limit)
+    try:
+        events = await services.events.read(session_id, after=after, limit=limit)
+    except ValueError as exc:  # `after` is not an event id
+        raise HTTPException(422, f"after: {exc}") from None
     return {"events": [{"id": i, **e} for i, e in events]}

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings, reveal
+from voxloop.config import CLOUD_TTS_RATE, Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError, ProviderError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s
@@ -72,7 +72,7 @@ class DeepgramTTS(TTSProvider):
             base_url=s.base_url or API_URL,
             api_key=reveal(s.api_key),
             voice=s.voice or s.model or DEFAULT_VOICE,  # Deepgram's model is the voice
-            sample_rate=s.sample_rate,
+            sample_rate=s.sample_rate or CLOUD_TTS_RATE,
             policy=RetryPolicy.for_stage(s),
         )
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import ConfigError, Settings, reveal
+from voxloop.config import CLOUD_TTS_RATE, ConfigError, Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s
@@ -86,7 +86,7 @@ class ElevenLabsTTS(TTSProvider):
             voice=s.voice or DEFAULT_VOICE,
             model=s.model or DEFAULT_MODEL,
             api_key=reveal(s.api_key),
-            sample_rate=s.sample_rate,
+            sample_rate=s.sample_rate or CLOUD_TTS_RATE,
             policy=RetryPolicy.for_stage(s),
         )
 
