@@ -150,33 +150,18 @@ async def test_a_turn_that_waits_behind_another_session_shows_the_queue():
     assert first["breakdown_ms"] is None  # a typed turn has no voice-to-voice
 
 
-async def test_slow_tools_and_the_filler():
-    llm = FakeToolLLM([[ToolCall("c1", "lookup", "{}")], ["Found it."]])
-    svc = make_services(stt=FakeSTT(["look it up"]), llm=llm, turns={"speculative_silence_s": 0})
-    box = ToolBox()
-
-    @box.tool
-    async def lookup() -> str:
-        """Takes a while."""
-        await svc.clock.sleep(2.0)
-        return "the answer"
-
-    svc.tools = box
-    m = await _one_voice_turn(svc, 6.0)
-    parts = _breakdown(m)
-    # The filler ("One moment.") is said 0.6 s into the tool call: that is the first audio.
-    assert svc.tts.texts[0] == "One moment."
-    assert parts["tools"] == pytest.approx(600, abs=1)
-    assert _others(parts, "end_of_turn", "tools") < 1
-
-
-async def test_slow_tools_without_a_filler():
+@pytest.mark.parametrize(
+    ("filler", "tools_ms"),
+    # The filler is said 0.6 s into the 2 s tool call: then that is the first audio.
+    [("One moment.", 600), ("", 2000)],
+)
+async def test_slow_tools_with_and_without_the_filler(filler, tools_ms):
     llm = FakeToolLLM([[ToolCall("c1", "lookup", "{}")], ["Found it."]])
     svc = make_services(
         stt=FakeSTT(["look it up"]),
         llm=llm,
         turns={"speculative_silence_s": 0},
-        tools={"filler": ""},
+        tools={"filler": filler} if not filler else {},
     )
     box = ToolBox()
 
@@ -189,7 +174,9 @@ async def test_slow_tools_without_a_filler():
     svc.tools = box
     m = await _one_voice_turn(svc, 6.0)
     parts = _breakdown(m)
-    assert parts["tools"] == pytest.approx(2000, abs=1)
+    if filler:
+        assert svc.tts.texts[0] == filler  # the default filler
+    assert parts["tools"] == pytest.approx(tools_ms, abs=1)
     assert _others(parts, "end_of_turn", "tools") < 1
 
 
