@@ -29,7 +29,7 @@ $(BIN)/python:
 	$(PIP) --upgrade pip wheel setuptools
 
 $(WHEELS)/.built: | $(BIN)/python
-	@echo "Building $(LLAMA) with CMAKE_ARGS='$(CMAKE_ARGS)' (4-7 minutes on 2 cores, once)"
+	@echo "Building $(LLAMA) with CMAKE_ARGS='$(CMAKE_ARGS)' (about 2 minutes on 2 cores, once)"
 	$(BIN)/pip wheel --no-cache-dir --no-deps --wheel-dir $(WHEELS) '$(LLAMA)'
 	touch $@
 

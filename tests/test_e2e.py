@@ -11,7 +11,7 @@ import pytest
 
 from repeatable import REPEATABLE_ENV
 from voxloop.audio import float_to_pcm16, write_wav
-from voxloop.config import child_env
+from voxloop.bench.server import child_env
 from voxloop.wer import normalize, wer
 
 pytestmark = pytest.mark.models

@@ -11,7 +11,7 @@ import pytest
 
 from repeatable import REPEATABLE_ENV
 from voxloop.audio import silence
-from voxloop.config import child_env
+from voxloop.bench.server import child_env
 from voxloop.providers.base import Message, one_shot, transcribe_all
 from voxloop.vad import speech_segments
 from voxloop.wer import normalize, wer

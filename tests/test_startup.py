@@ -18,7 +18,8 @@ import pytest
 
 from repeatable import REPEATABLE_ENV
 from voxloop.app import listen, run_server
-from voxloop.config import Settings, child_env
+from voxloop.bench.server import child_env
+from voxloop.config import Settings
 from voxloop.doctor import run_checks
 from voxloop.errors import VoxloopError
 from voxloop.providers.local.llm_probe import ProbeResult, probe_configured, probe_llm

@@ -142,3 +142,14 @@ def test_a_greeting_is_not_taken_for_the_answer(greeting_server, question, silen
     assert unanswered.returncode == 1, unanswered.stdout + unanswered.stderr
     assert "no speech was heard in silence.wav" in unanswered.stderr
     assert "Hello, I am your assistant." not in unanswered.stdout
+
+
+def test_the_summary_names_every_segment_of_voice_to_voice(fake_server, question):
+    done = _talk(str(question), "--url", fake_server.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    server = next(x for x in done.stdout.splitlines() if x.startswith("latency (server)"))
+    total = float(server.rsplit("voice-to-voice ", 1)[1].removesuffix(" ms"))
+    line = next(x for x in done.stdout.splitlines() if x.startswith("voice-to-voice, segment"))
+    segments = [part.rsplit(" ", 2) for part in line.split(": ", 1)[1].split(", ")]
+    assert all(unit == "ms" for _, _, unit in segments), line
+    assert sum(float(ms) for _, ms, _ in segments) == pytest.approx(total, abs=0.5), line

@@ -84,6 +84,9 @@ class TalkResult:
                 f"{_ms(s.get('tts_first_audio_ms'))}, voice-to-voice "
                 f"{_ms(s.get('voice_to_voice_ms'))}"
             )
+            if parts := s.get("breakdown_ms"):  # the segments that add up to voice-to-voice
+                named = ", ".join(f"{k} {_ms(v)}" for k, v in parts.items() if v)
+                lines.append(f"voice-to-voice, segment by segment: {named}")
         else:
             lines.append("latency (server): not sent over this profile")
         return lines

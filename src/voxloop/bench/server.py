@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxloop.config import child_env
+from voxloop.config import CACHE_ENV
 
 STAGES = ("vad", "stt", "llm", "tts")
 BENCH_LIMITS = {
@@ -22,6 +22,16 @@ BENCH_LIMITS = {
     "CONNECTIONS_PER_IP_PER_S": "0",  # 0: off
     "MESSAGES_PER_IP_PER_S": "0",
 }
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child voxloop: none of our VOXLOOP_* settings (it
+    gets exactly those in `extra`), but the model cache, which every process shares, so a
+    run with an empty cache (as CI's) stays one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXLOOP_")}
+    if CACHE_ENV in os.environ:
+        env[CACHE_ENV] = os.environ[CACHE_ENV]
+    return {**env, **extra}
 
 
 def free_port() -> int:
