@@ -18,7 +18,8 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.text import SentenceSplitter, heard_words, speakable, split_sentences
+    from voxloop.speakable import speakable
+from voxloop.text import SentenceSplitter, heard_words, split_sentences
 
 
 def visible(text: str) -> str:

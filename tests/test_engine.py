@@ -219,7 +219,7 @@ async def test_history_reaches_the_llm():
 
 
 async def test_two_sessions_stay_isolated():
-    llm = FakeLLM(lambda msgs: f"Echo {msgs[-1].content}.")
+    llm = FakeLLM(lambda msgs: f"Got {msgs[-1].content}.")
     svc = make_services(llm=llm)
     a = await Driver.start(svc)
     b = await Driver.start(svc)
@@ -236,8 +236,8 @@ async def test_two_sessions_stay_isolated():
     tb = b.session.state.history.turns
     assert len(ta) == len(tb) == 1
     assert ta[0].user != tb[0].user
-    assert ta[0].assistant == f"Echo {ta[0].user}."
-    assert tb[0].assistant == f"Echo {tb[0].user}."
+    assert ta[0].assistant == f"Got {ta[0].user}."
+    assert tb[0].assistant == f"Got {tb[0].user}."
     assert {e["session_id"] for e in a.events()} == {a.session.session_id}
     assert {e["session_id"] for e in b.events()} == {b.session.session_id}
     assert a.session.session_id != b.session.session_id

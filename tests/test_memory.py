@@ -104,7 +104,7 @@ async def test_a_summary_never_delays_a_reply():
             async for delta in super().generate(messages, **kw):
                 yield delta
 
-    llm = SlowSummaries(["x " * 60] * 10)
+    llm = SlowSummaries([" ".join(f"x{i}" for i in range(40))] * 10)  # no loop: not cut
     svc = make_services(llm=llm, stt=FakeSTT(["what next"]), session={"memory_tokens": 60})
     d = await Driver.start(svc)
     for i in range(3):

@@ -61,7 +61,7 @@ def test_voice_rules_are_always_in_the_prompt():
     )
     assert VOICE_RULES in prompt
     # The fixed part leads (its evaluated prefix is reused); live context follows it.
-    assert prompt.index("You are Ada") < prompt.index(VOICE_RULES) < prompt.index("Interview")
+    assert prompt.index("Your name is Ada") < prompt.index(VOICE_RULES) < prompt.index("Interview")
     assert "The user is Ann." in prompt and "They talked about tea." in prompt
 
 

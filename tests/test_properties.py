@@ -46,7 +46,8 @@ from voxloop.config import (
 )
 from voxloop.errors import AudioError
 from voxloop.session import Session
-from voxloop.text import SentenceSplitter, heard_words, speakable, split_sentences
+from voxloop.speakable import speakable, unspeakable
+from voxloop.text import SentenceSplitter, heard_words, split_sentences
 from voxloop.transport import mulaw, twilio
 from voxloop.transport import protocol as p
 from voxloop.transport import realtime_ai as rai
@@ -472,6 +473,7 @@ def test_speakable_leaves_single_spaces_and_no_markdown(text: str) -> None:
     assert out == out.strip() and "  " not in out
     assert not any(ch.isspace() and ch != " " for ch in out)
     assert "*" not in out and "`" not in out
+    assert set(unspeakable(out)) <= {"odd character"}, out
 
 
 @examples(200)

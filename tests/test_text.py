@@ -1,6 +1,7 @@
 import pytest
 
-from voxloop.text import SentenceSplitter, speakable, split_sentences
+from voxloop.speakable import speakable
+from voxloop.text import SentenceSplitter, split_sentences
 
 
 @pytest.mark.parametrize(
@@ -54,4 +55,4 @@ def test_early_first_clause():
 
 def test_speakable_strips_markdown():
     assert speakable("**Bold** and `code` and [a link](http://x)") == "Bold and code and a link"
-    assert speakable("# Title\n- one\n- two") == "Title one two"
+    assert speakable("# Title\n- one\n- two") == "Title. one. two"

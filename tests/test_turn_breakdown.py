@@ -50,7 +50,7 @@ async def test_the_reported_shape_a_slow_first_sentence_is_named():
     # before the end of the turn (stt 0), a fast first token, fast TTS, and ~10 s of
     # voice-to-voice. The stages said nothing of the LLM writing 30 words before its
     # first sentence ended; now `first_sentence` holds those ~9 s.
-    words = " ".join(["word"] * 30)
+    words = " ".join(f"w{i}" for i in range(30))  # distinct words: a loop would be cut
     llm = FakeLLM([f"So {words} done. Then more."], first_token_s=0.347, token_s=0.3)
     svc = make_services(
         stt=FakeSTT(["what is the capital of France?"]),

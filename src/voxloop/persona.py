@@ -110,7 +110,8 @@ def system_prompt(
     part comes first: llama.cpp reuses the longest prompt prefix it has already evaluated
     (the default persona's is warmed at start-up)."""
     parts = [
-        f"You are {persona.name}. Speaking style: {persona.style}.",
+        f"Your name is {persona.name}; the user is the person talking to you. "
+        f"Speaking style: {persona.style}.",
         persona.instructions,
         VOICE_RULES,
     ]

@@ -34,8 +34,11 @@ from voxloop.providers.base import (
     ToolCall,
     TTSProvider,
 )
+from voxloop.safety import SafetyPolicy
+from voxloop.speakable import speakable
+from voxloop.spoken import SpokenGuards, SpokenText
 from voxloop.stalls import checked_audio, guarded
-from voxloop.text import SentenceSplitter, heard_words, speakable
+from voxloop.text import heard_words
 from voxloop.tools import ToolBox, ask
 from voxloop.transport.protocol import audio_format, event
 
@@ -44,6 +47,8 @@ log = logging.getLogger("voxloop.pipeline")
 FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
 MAX_TOOL_ROUNDS = 3  # tool calls, results, ask again: at most this many times a reply
 
+
+NO_PARROT = "(Answer me; do not repeat my words back.)"
 
 TEXT_EVENTS = frozenset({"llm_status", "llm_response", "tool_calls"})
 
@@ -63,6 +68,8 @@ class ReplyConfig:
     tts_timeout_s: float | None = None  # longest wait for a sentence's next audio
     filler: str | None = None  # said when tools take longer than `filler_after_s`
     filler_after_s: float = 0.6
+    guards: SpokenGuards = field(default_factory=SpokenGuards)  # loops, length, parroting
+    safety: SafetyPolicy | None = None  # a fixed reply instead of the LLM's (safety.py)
 
 
 @dataclass
@@ -274,18 +281,24 @@ class Reply:
         queue: asyncio.Queue[tuple[int, asyncio.Queue[AudioChunk | None]] | None] = asyncio.Queue()
         player = self._spawn(self._play(queue), "player")
         slots = asyncio.Semaphore(self.config.synth_ahead)
-        splitter = SentenceSplitter(early_first_clause=self.config.early_first_clause)
+        early = self.config.early_first_clause and not self.config.sequential
+        spoken = SpokenText(self.user_text, self.config.guards, early_first_clause=early)
+        held: list[str] = []  # sequential: the whole answer goes to the TTS at once
 
         def enqueue(sentence: str) -> None:
-            spoken = speakable(sentence)
-            if not spoken:
+            spoken_text = speakable(sentence)
+            if not spoken_text:
                 return
             index = len(self.sentences)
-            self.sentences.append(spoken)
+            self.sentences.append(spoken_text)
             self.metrics.timeline.sentence(self.clock.now())
             chunks: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
-            self._spawn(self._synthesize(index, spoken, chunks, slots), "tts")
+            self._spawn(self._synthesize(index, spoken_text, chunks, slots), "tts")
             queue.put_nowait((index, chunks))
+
+        def say(sentences: list[str]) -> None:
+            for sentence in sentences:
+                held.append(sentence) if self.config.sequential else enqueue(sentence)
 
         messages = self.history.messages(self.config.system_prompt, self.user_text)
         asked = self.clock.now()
@@ -295,38 +308,22 @@ class Reply:
         # A shared LLM says when it starts on our request (for this task only).
         on_llm_serving(lambda: self.metrics.timeline.served(self.clock.now()))
         try:
-            for _ in range(MAX_TOOL_ROUNDS + 1):
-                calls: list[ToolCall] = []
-                async for item in self._ask(messages):
-                    if isinstance(item, ToolCall):
-                        calls.append(item)
-                        continue
-                    if not self.text:
-                        self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
-                        self.metrics.timeline.mark("first_text", self.clock.now())
-                    self.text += item
-                    self.outbox.data(event("llm_response", sid, tid, delta=item, is_complete=False))
-                    if not self.config.sequential:
-                        for sentence in splitter.push(item):
-                            enqueue(sentence)
-                if not calls:
-                    break
-                results = await self._run_tools(calls, enqueue)
-                messages = [
-                    *messages,
-                    Message("assistant", "", tool_calls=tuple(calls)),
-                    *(
-                        Message("tool", r, tool_call_id=c.id)
-                        for c, r in zip(calls, results, strict=True)
-                    ),
-                ]
-            if self.config.sequential:
-                enqueue(self.text)
-            else:
-                for sentence in splitter.flush():
-                    enqueue(sentence)
+            fixed = self.config.safety.reply_for(self.user_text) if self.config.safety else None
+            await self._answer(messages, spoken, say, asked, fixed)
+            say(spoken.flush())
+            if not spoken.sentences and spoken.parrots and fixed is None:
+                # Everything it said was the user's own sentence: ask once more, plainly.
+                log.info("reply parroted the user; asking again")
+                spoken = SpokenText(self.user_text, self.config.guards)
+                nudged = [*messages[:-1], Message("user", f"{self.user_text}\n{NO_PARROT}")]
+                await self._answer(nudged, spoken, say, asked, None)
+                say(spoken.flush())
+            if held:
+                enqueue(" ".join(held))
         finally:
             queue.put_nowait(None)
+        if spoken.stopped:
+            log.info("reply ended early: %s", spoken.stopped, extra={"session_id": sid})
         self.outbox.data(event("llm_status", sid, tid, status="done"))
         await player
         rate = self.config.output_sample_rate
@@ -342,10 +339,48 @@ class Reply:
         if self._finished:
             return
         self._finished = True
-        self.outbox.data(
-            event("llm_response", sid, tid, delta="", content=self.text, is_complete=True)
-        )
-        self._finish(self.text.strip())
+        said = " ".join(self.sentences)  # what the voice said: guards may have cut the text
+        self.outbox.data(event("llm_response", sid, tid, delta="", content=said, is_complete=True))
+        self._finish(said)
+
+    async def _answer(
+        self,
+        messages: list[Message],
+        spoken: SpokenText,
+        say: Callable[[list[str]], None],
+        asked: float,
+        fixed: str | None,
+    ) -> None:
+        """Stream the LLM (or the fixed reply) through `spoken` into `say`, with tool rounds;
+        stop reading as soon as a guard ends the reply."""
+        sid, tid = self.session_id, self.turn_id
+        for _ in range(MAX_TOOL_ROUNDS + 1):
+            calls: list[ToolCall] = []
+            stream = _once(fixed) if fixed is not None else self._ask(messages)
+            async for item in stream:
+                if isinstance(item, ToolCall):
+                    calls.append(item)
+                    continue
+                if not self.text:
+                    self.metrics.llm_first_token_ms = (self.clock.now() - asked) * 1000
+                    self.metrics.timeline.mark("first_text", self.clock.now())
+                self.text += item
+                self.outbox.data(event("llm_response", sid, tid, delta=item, is_complete=False))
+                say(spoken.push(item))
+                if spoken.stopped:
+                    await stream.aclose()  # stops the decoding
+                    return
+            if not calls:
+                return
+            results = await self._run_tools(calls, lambda text: say([text]))
+            messages = [
+                *messages,
+                Message("assistant", "", tool_calls=tuple(calls)),
+                *(
+                    Message("tool", r, tool_call_id=c.id)
+                    for c, r in zip(calls, results, strict=True)
+                ),
+            ]
 
     async def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
         """The LLM's stream, offered the tools where both sides can do it; a hang or
@@ -479,3 +514,7 @@ class Reply:
             self.on_audio(pcm, rate, start)
         self.outbox.audio(pcm.astype("<i2", copy=False).tobytes(), self.turn_id, sentence)
         return True
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text

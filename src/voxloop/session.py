@@ -391,6 +391,8 @@ class Session:
             filler=settings.tools.filler or None,
             filler_after_s=settings.tools.filler_after_s,
             max_tokens=settings.llm.max_tokens,  # the cap on a reply's length, for every LLM
+            guards=settings.reply.guards(),
+            safety=settings.safety.policy(),
         )
         return Reply(
             session_id=self.session_id,

@@ -54,6 +54,10 @@ class SentenceSplitter:
                 self._emitted_any = True
         return out
 
+    def peek(self) -> str:
+        """The text pushed but not cut into a sentence yet."""
+        return self._buf
+
     def flush(self) -> list[str]:
         rest, self._buf = self._buf.strip(), ""
         return [rest] if rest else []
@@ -117,16 +121,6 @@ def split_sentences(text: str) -> list[str]:
     """Split a whole text at once, with the same rules as the streaming splitter."""
     splitter = SentenceSplitter()
     return splitter.push(text) + splitter.flush()
-
-
-_MARKDOWN = re.compile(r"(\*\*|__|\*|`+|^#+\s*|^\s*[-•]\s+)", re.MULTILINE)
-
-
-def speakable(text: str) -> str:
-    """Remove markdown that a TTS engine would read out or stumble over."""
-    text = _MARKDOWN.sub("", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)  # [label](url) -> label
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def heard_words(sentences: list[str], heard_s: list[float], total_s: list[float]) -> str:

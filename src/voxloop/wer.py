@@ -16,6 +16,7 @@ _ONES = (
     "fifteen sixteen seventeen eighteen nineteen"
 ).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_TITLES = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
 _NUMBER_WORDS = {*_ONES, *_TENS[2:], "hundred", "thousand"}
 
 
@@ -34,9 +35,13 @@ def spell_number(n: int) -> str:
 
 def normalize(text: str) -> list[str]:
     """Lowercase words with punctuation removed; hyphens split words; apostrophes stay;
-    whole numbers are spelled out, and "and" inside a spelled number is dropped."""
+    whole numbers are spelled out, and "and" inside a spelled number is dropped; a run of
+    five or more digits without commas (a code, a phone number) is read digit by digit;
+    titles are said in full ("Mr." -> "mister")."""
     text = text.lower().replace("-", " ").replace("’", "'")
+    text = re.sub(r"(?<![\d,.])\d{5,}(?![\d,.]\d)", lambda m: " ".join(m.group(0)), text)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
+    text = re.sub(r"\b(mr|mrs|dr|st)\b\.?", lambda m: _TITLES[m.group(1)], text)
     text = _KEEP.sub(" ", text)
     words: list[str] = []
     for raw in text.split():

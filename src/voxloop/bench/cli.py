@@ -92,12 +92,27 @@ def soak(
     _emit(bench_soak(sessions=sessions, minutes=minutes, providers=providers, url=url), json_out)
 
 
+STT_MODELS, STT_PATHS, STT_RATES, STT_SETS = (
+    ["tiny.en", "base"],
+    ["short_window", "full_window"],
+    [16000, 24000, 8000],
+    ["human", "ours"],
+)  # typer reads these defaults; they are never mutated
+
+
 @bench_app.command()
-def stt(json_out: JsonOut = None) -> None:
-    """Whisper short-window decoding against the standard 30 s window: WER and speed."""
+def stt(
+    model: Annotated[list[str], typer.Option(help="tiny.en and/or base; repeat")] = STT_MODELS,
+    path: Annotated[list[str], typer.Option(help="short_window / full_window")] = STT_PATHS,
+    rate: Annotated[list[int], typer.Option(help="input rates; repeat")] = STT_RATES,
+    sets: Annotated[list[str], typer.Option("--set", help="human and/or ours")] = STT_SETS,
+    json_out: JsonOut = None,
+) -> None:
+    """Whisper WER on real human recordings (and our own voice), per model, decode path,
+    input rate and speaker, with decode times."""
     from voxloop.bench.stt import bench_stt
 
-    _emit(bench_stt(), json_out)
+    _emit(bench_stt(tuple(model), tuple(path), tuple(rate), tuple(sets)), json_out)
 
 
 eval_app = typer.Typer(help="Quality evaluations that print JSON.", no_args_is_help=True)
@@ -124,3 +139,26 @@ def tools(json_out: JsonOut = None) -> None:
     from voxloop.config import load_settings
 
     _emit(asyncio.run(eval_tools(load_settings())), json_out)
+
+
+@eval_app.command()
+def answers(
+    only: Annotated[str | None, typer.Option(help="one category or case id")] = None,
+    split: Annotated[str | None, typer.Option(help="tune or holdout (default: both)")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many cases")] = None,
+    json_out: JsonOut = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no progress lines on stderr", metavar="")
+    ] = False,
+) -> None:
+    """Everyday requests answered by the configured LLM and voice, scored automatically."""
+    from voxloop.bench.answers import eval_answers
+    from voxloop.config import load_settings
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=True)
+
+    report = eval_answers(
+        load_settings(), only=only, split=split, limit=limit, progress=None if quiet else progress
+    )
+    _emit(report, json_out)

@@ -1,7 +1,8 @@
 """A local LLM through llama.cpp (llama-cpp-python), with the GGUF's own chat template.
 
-Presets: `default` is Qwen2.5-Coder-0.5B-Instruct, assembled from its six chunk packages;
-`tiny` is SmolLM2-135M (fast, but it invents facts). `model_path` takes any GGUF instead.
+Presets: `default` is Qwen2.5-Coder-1.5B-Instruct, assembled from its 22 chunk packages;
+`fast` is Qwen2.5-Coder-0.5B-Instruct (six chunks); `tiny` is SmolLM2-135M (fast, but it
+invents facts). `model_path` takes any GGUF instead.
 
 One `Llama` object holds one KV cache, so generations are serialised with a FIFO lock, and
 each token is one step on the model's worker thread: cancelling the consumer stops decoding
@@ -50,6 +51,7 @@ class LlamaLLM(LLMProvider):
         max_tokens: int = 256,
         temperature: float = 0.3,
         seed: int | None = None,
+        repeat_penalty: float = 1.0,
     ) -> None:
         from llama_cpp import Llama
 
@@ -73,6 +75,7 @@ class LlamaLLM(LLMProvider):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.seed = seed
+        self.repeat_penalty = repeat_penalty
         self.worker = ModelWorker("llm")
         # asyncio locks belong to one event loop; the provider may outlive several.
         self._turn_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -91,6 +94,7 @@ class LlamaLLM(LLMProvider):
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             seed=s.seed,
+            repeat_penalty=s.repeat_penalty,
         )
         llm.warm_prompt = _default_prompt(settings)
         if s.local_tools:
@@ -120,6 +124,7 @@ class LlamaLLM(LLMProvider):
                 temperature=temperature,
                 tools=tools,
                 seed=self.seed,
+                repeat_penalty=self.repeat_penalty,
             )
         )
 

@@ -5,14 +5,13 @@ a streaming model, so partial transcripts come from re-decoding the audio heard 
 `partial_interval_s`; the final transcript decodes the whole utterance once more. Decoding
 runs on the model's own worker thread, one segment per step, so closing the stream stops it.
 
-Short-window decoding: Whisper pads every input to 30 s, so the encoder costs the same for
-a 2 s question as for 30 s of speech (~0.4 s on 2 cores). For utterances up to
-`SHORT_WINDOW_MAX_S`, we encode only the audio plus a 1 s margin (at least 3 s) straight
-through CTranslate2: ~100 ms instead of ~600 ms per decode. A model that sees a short
-window tends to repeat itself instead of stopping, so decoding is capped by the audio's
-length and may not repeat a 3-gram; a result that still hits the cap, or compresses like a
-loop, is decoded again the standard way. WER on our spoken-question set is in
-docs/benchmarks.md. `short_window=False` restores the standard path.
+The standard path pads every input to Whisper's 30 s window, so the encoder costs the same
+for a 2 s question as for 30 s of speech (~0.4 s for tiny.en on 2 cores). Short-window
+decoding (`short_window=True`, opt-in) encodes only the audio plus a 1 s margin (at least
+3 s) straight through CTranslate2, ~80 ms per decode, with a token cap, no repeated
+3-grams and a fallback when a result looks like a loop. It measured well on our own TTS
+voice, but on real human recordings it repeats short words ("1 1 1" for "one"), drops the
+last phrase of longer ones and triples the WER (docs/benchmarks.md), so it is off.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ class WhisperSTT(STTProvider):
         beam_size: int = 1,
         threads: int = 2,
         partial_interval_s: float = 1.0,
-        short_window: bool = True,
+        short_window: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 

@@ -1,0 +1,57 @@
+"""Settings for what a reply may say: its spoken length, the guards on the LLM's text
+(spoken.py) and the safety replies (safety.py). Kept apart from config.py, which holds the
+tree, so that each part stays small."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from voxloop.safety import SafetyPolicy
+from voxloop.spoken import SpokenBudget, SpokenGuards
+
+REFUSAL = (
+    "Sorry, I can't help with that, because it could hurt someone. I'm happy to help with "
+    "something else."
+)
+CRISIS = (
+    "I'm really sorry you're feeling this way, and I'm glad you told me. You don't have to "
+    "face this alone. Please reach out to someone right now: in the US you can call or text "
+    "988, the Suicide and Crisis Lifeline, and elsewhere your local emergency number or a "
+    "crisis line. If you're in danger, call emergency services. Would you like to tell me "
+    "what's going on?"
+)
+
+
+class ReplySettings(BaseModel):
+    """A spoken reply's budget and the guards that hold it, whatever the model writes."""
+
+    max_spoken_s: float = Field(
+        20.0, gt=0, le=3600, description="the longest reply, in seconds of speech"
+    )
+    long_spoken_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="the longest reply when the user asks for more (a story, in detail)",
+    )
+    chars_per_s: float = Field(
+        14.0, gt=0, le=100, description="the voice's speed, to turn the budget into text"
+    )
+    stop_loops: bool = Field(True, description="end a reply that starts repeating itself")
+    drop_parrots: bool = Field(True, description="drop sentences that repeat the user's words")
+
+    def guards(self) -> SpokenGuards:
+        budget = SpokenBudget(self.max_spoken_s, self.long_spoken_s, self.chars_per_s)
+        return SpokenGuards(budget, self.stop_loops, self.drop_parrots)
+
+
+class SafetySettings(BaseModel):
+    """Fixed replies for requests for weapons, explosives, poisons or hard drugs, and for
+    someone who says they may hurt themselves (safety.py)."""
+
+    enabled: bool = True
+    refusal: str = Field(REFUSAL, min_length=1, description="said instead of harmful help")
+    crisis: str = Field(CRISIS, min_length=1, description="said to someone who may hurt themselves")
+
+    def policy(self) -> SafetyPolicy | None:
+        return SafetyPolicy(self.refusal, self.crisis) if self.enabled else None
