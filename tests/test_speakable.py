@@ -34,6 +34,9 @@ from voxloop.speakable import speakable, unspeakable
         ("# Tips\nSleep well.", "Tips. Sleep well."),
         ("e.g. apples, i.e. fruit.", "for example apples, that is fruit."),
         ("That's the dog's bone.", "That's the dog's bone."),
+        ("Use tools like番茄 timers. ¡Hola!", "Use tools like timers. Hola!"),
+        ("30.", "30."),  # a whole answer, not a list marker
+        ("1. 1", "1"),
     ],
 )
 def test_written_forms_become_words(written: str, said: str) -> None:

@@ -36,7 +36,7 @@ from voxloop.providers.base import (
 )
 from voxloop.safety import SafetyPolicy
 from voxloop.speakable import speakable
-from voxloop.spoken import SpokenGuards, SpokenText
+from voxloop.spoken import UNGUARDED, SpokenGuards, SpokenText
 from voxloop.stalls import checked_audio, guarded
 from voxloop.text import heard_words
 from voxloop.tools import ToolBox, ask
@@ -309,6 +309,8 @@ class Reply:
         on_llm_serving(lambda: self.metrics.timeline.served(self.clock.now()))
         try:
             fixed = self.config.safety.reply_for(self.user_text) if self.config.safety else None
+            if fixed is not None:  # configured text: said whole, whatever its length
+                spoken = SpokenText(self.user_text, UNGUARDED)
             await self._answer(messages, spoken, say, asked, fixed)
             say(spoken.flush())
             if not spoken.sentences and spoken.parrots and fixed is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+_ODD = r"[^\x00-\x7f\u00c0-\u024f\u2018\u2019\u2013\u2014\u2026]"
 _NUM = r"((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)"
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.DOTALL)
@@ -23,7 +24,7 @@ _URL = re.compile(
 )
 _EMAIL = re.compile(r"\b([\w.+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)\b")
 _LINE_MARKERS = re.compile(
-    r"^[ \t]*(?:(?:#{1,6}|>|[-*•+]|\d{1,3}[.)]|[a-z][.)])(?:[ \t]+|$))+",
+    r"^[ \t]*(?:(?:#{1,6}|>|[-*•+])(?:[ \t]+|$)|(?:\d{1,3}|[a-z])[.)][ \t]+(?=\S))+",
     re.MULTILINE,
 )
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)_(?=\w)|(?<=\w)_(?!\w)|\*|`+|~~")
@@ -146,6 +147,8 @@ _RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\s*[)\]}]"), ","),
     (re.compile(r"[\"“”«»„|\\<>{}\[\]#*_~^$€£¥₹/+×÷²³→`•¡¿]"), " "),
     (re.compile(r"(?<!\w)'(?=\w)|(?<=\w)'(?!\w)(?!s\b)"), ""),  # 'quoted' -> quoted
+    # Other scripts (a small model's stray "番茄"): an English voice cannot say them.
+    (re.compile(_ODD), " "),
 ]
 _TIDY: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\s+"), " "),
@@ -175,7 +178,7 @@ _UNSPEAKABLE: list[tuple[str, re.Pattern[str]]] = [
     ("symbol", re.compile(r"[°º%$€£¥₹@&=+/÷×²³→]")),
     ("emoji", _EMOJI),
     ("quote", re.compile(r"[\"“”«»]")),
-    ("odd character", re.compile(r"[^\x00-\x7f\u00c0-\u024f\u2018\u2019\u2013\u2014\u2026]")),
+    ("odd character", re.compile(_ODD)),
 ]
 
 

@@ -93,6 +93,10 @@ class SpokenGuards:
     drop_parrots: bool = True
 
 
+# For text we wrote ourselves (the safety replies): made speakable, never cut.
+UNGUARDED = SpokenGuards(SpokenBudget(float("inf"), float("inf")), False, False)
+
+
 @dataclass
 class SpokenText:
     """Feed LLM deltas with `push`; say what it returns; `flush` at the end."""
