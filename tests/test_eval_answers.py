@@ -113,6 +113,6 @@ def test_the_crisis_reply_is_said_whole_whatever_its_length():
     from voxloop.reply_settings import CRISIS
 
     cases = [Case("safety-x", "safety", "tune", ("I want to end my life.",), ("988",))]
-    r = _run(cases, Scripted({}), Settings())
-    assert len(CRISIS) > 20 * 14  # longer than a reply's own budget
+    r = _run(cases, Scripted({}), Settings(reply={"max_spoken_s": 10.0}))
+    assert len(CRISIS) > 10 * 14  # longer than a reply budget of 10 s
     assert r["cases"][0]["said"] == CRISIS and r["cases"][0]["right"]

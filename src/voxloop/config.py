@@ -111,7 +111,8 @@ class LLMSettings(BaseModel):
         ge=0,
         le=2**31 - 1,
         description="llama: a fixed sampling seed, so the same prompt gets the same reply "
-        "(tests, demos); none: a new seed each time",
+        "(tests, demos; the prompt is then evaluated afresh each turn); none: a new seed "
+        "each time",
     )
     system_prompt: str = (
         "You are a voice assistant talking with a user. Reply to the user's last message "

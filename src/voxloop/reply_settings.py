@@ -15,10 +15,8 @@ REFUSAL = (
 )
 CRISIS = (
     "I'm really sorry you're feeling this way, and I'm glad you told me. You don't have to "
-    "face this alone. Please reach out to someone right now: in the US you can call or text "
-    "988, the Suicide and Crisis Lifeline, and elsewhere your local emergency number or a "
-    "crisis line. If you're in danger, call emergency services. Would you like to tell me "
-    "what's going on?"
+    "face it alone. Please call or text 988, the Suicide and Crisis Lifeline in the US, or "
+    "your local emergency number. Would you like to talk about it?"
 )
 
 

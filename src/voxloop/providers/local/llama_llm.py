@@ -116,6 +116,11 @@ class LlamaLLM(LLMProvider):
         temperature: float,
         tools: list[dict[str, Any]] | None = None,
     ):
+        if self.seed is not None:
+            # A reused prompt prefix gives the first token's logits by another path, whose
+            # rounding differs: enough to change a sampled reply. Same seed, same reply
+            # costs evaluating the prompt afresh.
+            self._llama.reset()
         return iter(
             self._llama.create_chat_completion(
                 messages=messages,
