@@ -1,6 +1,7 @@
 """`voxloop eval answers`: the case file, the scoring, and a run through the real Reply."""
 
 import asyncio
+import json
 import re
 
 from voxloop.bench.answers import Case, load_cases, report, run_cases, score
@@ -116,3 +117,22 @@ def test_the_crisis_reply_is_said_whole_whatever_its_length():
     r = _run(cases, Scripted({}), Settings(reply={"max_spoken_s": 10.0}))
     assert len(CRISIS) > 10 * 14  # longer than a reply budget of 10 s
     assert r["cases"][0]["said"] == CRISIS and r["cases"][0]["right"]
+
+
+def test_the_cli_prints_a_json_report(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from voxloop.bench.cli import eval_app
+
+    monkeypatch.setenv("VOXLOOP_LLM__PROVIDER", "fake")
+    monkeypatch.setenv("VOXLOOP_TTS__PROVIDER", "fake")
+    out = tmp_path / "answers.json"
+    result = CliRunner().invoke(
+        eval_app, ["answers", "--only", "facts", "--limit", "3", "--quiet", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "answers" and report["all"]["cases"] == 3
+    assert {c["category"] for c in report["cases"]} == {"facts"}
+    # The scripted stand-in says "You said: …": a wrong answer, scored as one.
+    assert report["all"]["right"] == 0 and len(report["wrong"]) == 3
