@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from voxloop.bench.human_speech import fetch_clips
-from voxloop.bench.stt import at_rate, doubled
+from voxloop.bench.stt import at_rate, corpus_wer, doubled
 from voxloop.providers.base import transcribe_all
-from voxloop.wer import edit_distance, normalize
+from voxloop.wer import normalize
 
 pytestmark = pytest.mark.models
 
@@ -15,11 +15,6 @@ pytestmark = pytest.mark.models
 @pytest.fixture(scope="module")
 def clips(real_settings):
     return fetch_clips(real_settings.resolved_cache_dir())
-
-
-def _corpus_wer(pairs: list[tuple[str, str]]) -> float:
-    words = sum(len(normalize(said)) for said, _ in pairs)
-    return sum(edit_distance(normalize(s), normalize(h)) for s, h in pairs) / words
 
 
 @pytest.mark.parametrize("rate", [16000, 24000])
@@ -33,7 +28,7 @@ def test_read_sentences_by_real_speakers_are_heard_right(real_pool, clips, rate)
         for c in sentences
     ]
     # Measured 0.047 (16 kHz) and 0.041 (24 kHz) with tiny.en; the short window: 0.081.
-    assert _corpus_wer(pairs) <= 0.06, pairs
+    assert corpus_wer(pairs) <= 0.06, pairs
     assert [p for p in pairs if doubled(*p)] == []
 
 
@@ -44,4 +39,4 @@ def test_short_words_said_alone_are_not_repeated(real_pool, clips):
     assert len(short) >= 15
     heard = [(c.transcript, asyncio.run(transcribe_all(stt, c.audio)).text) for c in short]
     assert [h for h in heard if doubled(*h)] == []
-    assert _corpus_wer(heard) <= 0.3, heard
+    assert corpus_wer(heard) <= 0.3, heard

@@ -34,9 +34,9 @@ from voxloop.providers.base import (
     ToolCall,
     TTSProvider,
 )
-from voxloop.safety import SafetyPolicy
+from voxloop.reply_config import ReplyConfig
 from voxloop.speakable import speakable
-from voxloop.spoken import UNGUARDED, SpokenGuards, SpokenText
+from voxloop.spoken import UNGUARDED, SpokenText, ask_again
 from voxloop.stalls import checked_audio, guarded
 from voxloop.text import heard_words
 from voxloop.tools import ToolBox, ask
@@ -47,29 +47,7 @@ log = logging.getLogger("voxloop.pipeline")
 FRAME_S = 0.04  # audio is sent in 40 ms frames: fine enough to stop quickly
 MAX_TOOL_ROUNDS = 3  # tool calls, results, ask again: at most this many times a reply
 
-
-NO_PARROT = "(Answer me; do not repeat my words back.)"
-
 TEXT_EVENTS = frozenset({"llm_status", "llm_response", "tool_calls"})
-
-
-@dataclass
-class ReplyConfig:
-    system_prompt: str
-    output_sample_rate: int
-    lead_s: float = 0.6
-    synth_ahead: int = 2
-    early_first_clause: bool = True
-    max_tokens: int | None = None
-    # The naive baseline: the whole LLM answer, then the whole TTS audio, then playback.
-    sequential: bool = False
-    apology: str | None = None  # said when the reply fails before any audio
-    llm_timeout_s: float | None = None  # longest wait for a token (`stall_limit`)
-    tts_timeout_s: float | None = None  # longest wait for a sentence's next audio
-    filler: str | None = None  # said when tools take longer than `filler_after_s`
-    filler_after_s: float = 0.6
-    guards: SpokenGuards = field(default_factory=SpokenGuards)  # loops, length, parroting
-    safety: SafetyPolicy | None = None  # a fixed reply instead of the LLM's (safety.py)
 
 
 @dataclass
@@ -317,8 +295,7 @@ class Reply:
                 # Everything it said was the user's own sentence: ask once more, plainly.
                 log.info("reply parroted the user; asking again")
                 spoken = SpokenText(self.user_text, self.config.guards)
-                nudged = [*messages[:-1], Message("user", f"{self.user_text}\n{NO_PARROT}")]
-                await self._answer(nudged, spoken, say, asked, None)
+                await self._answer(ask_again(messages), spoken, say, asked, None)
                 say(spoken.flush())
             if held:
                 enqueue(" ".join(held))

@@ -25,8 +25,9 @@ from voxloop.listener import Heard, Listener, Utterance
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
 from voxloop.overlap import Overlaps
-from voxloop.pipeline import Reply, ReplyConfig
+from voxloop.pipeline import Reply
 from voxloop.providers.base import LLMProvider
+from voxloop.reply_config import ReplyConfig
 from voxloop.services import Services
 from voxloop.speculation import Speculator
 from voxloop.stalls import stall_limit

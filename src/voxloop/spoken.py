@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from voxloop.providers.base import Message
 from voxloop.speakable import speakable
 from voxloop.text import SentenceSplitter, split_sentences
 
@@ -250,6 +251,14 @@ class SpokenText:
 
 
 _DOUBLES_OK = frozenset({"that", "very", "really", "knock", "bye", "haha", "okay", "well"})
+
+
+def ask_again(messages: list[Message]) -> list[Message]:
+    """The request once more, told not to say the user's words back (the last message is
+    the user's)."""
+    last = messages[-1]
+    nudge = "(Answer me; do not repeat my words back.)"
+    return [*messages[:-1], Message(last.role, f"{last.content}\n{nudge}")]
 
 
 def _has_loop(words: list[str]) -> bool:

@@ -32,8 +32,9 @@ from voxloop.history import History
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import Outbox
 from voxloop.persona import Persona, system_prompt
-from voxloop.pipeline import Reply, ReplyConfig
+from voxloop.pipeline import Reply
 from voxloop.providers.base import LLMProvider, Message, ProviderInfo, TTSProvider
+from voxloop.reply_config import ReplyConfig
 from voxloop.speakable import unspeakable
 from voxloop.spoken import SpokenText, asks_for_long
 

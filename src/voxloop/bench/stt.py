@@ -74,7 +74,8 @@ def doubled(reference: str, heard: str) -> bool:
     return False
 
 
-def _wer(pairs: list[tuple[str, str]]) -> float | None:
+def corpus_wer(pairs: list[tuple[str, str]]) -> float | None:
+    """All the edits over all the words said (None for no words): long clips weigh more."""
     words = sum(len(normalize(ref)) for ref, _ in pairs)
     if not words:
         return None
@@ -84,7 +85,7 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def wer_of(keep) -> float | None:
-        return _wer([(r["said"], r["heard"]) for r in rows if keep(r)])
+        return corpus_wer([(r["said"], r["heard"]) for r in rows if keep(r)])
 
     speakers = sorted({r["speaker"] for r in rows})
     return {
