@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voxloop.bargein import foreign_words, overlap_verdict
 from voxloop.testing.fakes import FakeLLM, FakeSTT
+from voxloop.turns.bargein import foreign_words, overlap_verdict
 
 from engine_helpers import Driver, make_services, speech
 

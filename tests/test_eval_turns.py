@@ -20,6 +20,6 @@ def test_eval_turns_small_subset():
         for kind in CLASSES:
             assert report[policy][kind]["cases"] == 2
     # The rates are fractions of the cases; the echo gate's own behaviour is pinned down
-    # deterministically in test_turntaking.py and test_engine.py.
+    # deterministically in test_turn_words_echo.py and test_engine.py.
     for kind in ("echo", "backchannels"):
         assert 0.0 <= report["voxloop"][kind]["false_bargein_rate"] <= 1.0

@@ -1,7 +1,7 @@
 """The turn-state machine, frame by frame (audio time, no clock)."""
 
 from voxloop.providers.base import VADFrame
-from voxloop.turns import TurnConfig, TurnDetector, TurnEventKind
+from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
 
 F = 0.032
 

@@ -26,8 +26,8 @@ from voxloop.providers.base import (
     VADProvider,
     checked_transcript,
 )
-from voxloop.turns import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
-from voxloop.turntaking import EchoGate
+from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
+from voxloop.turns.echo import EchoGate
 
 log = logging.getLogger("voxloop.listener")
 

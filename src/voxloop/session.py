@@ -24,19 +24,19 @@ from voxloop.conversation import Canned, Conversation
 from voxloop.listener import Heard, Listener, Utterance
 from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox, Outbox
-from voxloop.overlap import Overlaps
 from voxloop.pipeline import Reply
 from voxloop.providers.base import LLMProvider
 from voxloop.reply_config import ReplyConfig
 from voxloop.services import Services
-from voxloop.speculation import Speculator
 from voxloop.stalls import stall_limit
 from voxloop.store.base import ID_RULE, new_session_id, valid_session_id
 from voxloop.store.memory import MemoryStore
 from voxloop.transcripts import Transcripts
 from voxloop.transport import protocol as p
-from voxloop.turns import TurnConfig
-from voxloop.turntaking import EchoGate
+from voxloop.turns.detector import TurnConfig
+from voxloop.turns.echo import EchoGate
+from voxloop.turns.overlap import Overlaps
+from voxloop.turns.speculation import Speculator
 
 log = logging.getLogger("voxloop.session")
 

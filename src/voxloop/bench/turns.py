@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from voxloop.bargein import RECENT_S, overlap_verdict
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import load, question_wavs
 from voxloop.bench.stats import summarize
 from voxloop.config import Settings
 from voxloop.providers.base import VADFrame, transcribe_all
-from voxloop.turns import TurnConfig, TurnDetector, TurnEventKind
-from voxloop.turntaking import EchoGate, end_of_turn_silence
+from voxloop.turns.bargein import RECENT_S, overlap_verdict
+from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
+from voxloop.turns.echo import EchoGate
+from voxloop.turns.words import end_of_turn_silence
 
 RATE = 16000
 FRAME = 512

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from voxloop.turntaking import EchoGate, sounds_unfinished
+from voxloop.turns.echo import EchoGate
+from voxloop.turns.words import sounds_unfinished
 
 RATE = 16000
 
@@ -94,7 +95,7 @@ def test_finished(text):
 
 
 def test_end_of_turn_silence_follows_the_words():
-    from voxloop.turntaking import end_of_turn_silence
+    from voxloop.turns.words import end_of_turn_silence
 
     kw = {"normal": 0.5, "unfinished": 1.2, "question": 0.35, "finished": 0.4}
     assert end_of_turn_silence("I'd like a table for", **kw) == 1.2

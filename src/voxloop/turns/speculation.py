@@ -20,12 +20,12 @@ from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox
 from voxloop.pipeline import Reply
 from voxloop.providers.base import Transcript, transcribe_all
-from voxloop.turntaking import end_of_turn_silence, sounds_unfinished
+from voxloop.turns.words import end_of_turn_silence, sounds_unfinished
 
 if TYPE_CHECKING:
     from voxloop.session import Session
 
-log = logging.getLogger("voxloop.speculation")
+log = logging.getLogger("voxloop.turns.speculation")
 
 
 @dataclass

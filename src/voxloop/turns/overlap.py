@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voxloop.bargein import RECENT_S, judge_overlap, overlap_verdict, watch_overlap
 from voxloop.listener import MODEL_RATE, Utterance
 from voxloop.pipeline import Reply
 from voxloop.providers.base import transcribe_all
+from voxloop.turns.bargein import RECENT_S, judge_overlap, overlap_verdict, watch_overlap
 
 if TYPE_CHECKING:
     from voxloop.session import Session
 
-log = logging.getLogger("voxloop.overlap")
+log = logging.getLogger("voxloop.turns.overlap")
 
 
 class Overlaps:
