@@ -12,7 +12,7 @@ from voxloop.config import Settings
 from voxloop.outbox import OutMessage
 from voxloop.services import Services
 from voxloop.session import Session
-from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeTurnJudge, FakeVAD
 from voxloop.transport.protocol import Start
 
 RATE = 16000
@@ -34,6 +34,7 @@ def make_services(
     llm: FakeLLM | None = None,
     tts: FakeTTS | None = None,
     clock: VirtualClock | None = None,
+    judge: FakeTurnJudge | None = None,
     **settings: Any,
 ) -> Services:
     clock = clock or VirtualClock()
@@ -47,6 +48,7 @@ def make_services(
         llm=llm or FakeLLM(clock=clock),
         tts=tts or FakeTTS(clock=clock),
         clock=clock,
+        judge=judge,
     )
 
 

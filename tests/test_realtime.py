@@ -767,3 +767,23 @@ async def test_openai_sdk_client_with_the_embedded_models(server, speak):
         events = await events_until(conn, "response.done", timeout_s=60)
         assert events[-1].response.id == response_id
         assert events[-1].response.status == "cancelled"
+
+
+def test_speech_before_the_answer_is_heard_continues_the_turn():
+    """Turn 1 ends at a pause; the user goes on while the LLM still thinks: its response is
+    cancelled, its user item deleted, and one answer covers both parts."""
+    from voxloop.testing.fakes import FakeTurnJudge
+
+    services = fake_services(heard=("Ever tried.", "Ever failed."))
+    services.llm = FakeLLM(["Fail better."], first_token_s=3.0)
+    services.judge = FakeTurnJudge(0.95)
+    with connect(services) as ws:
+        part = pcm24(0.8, loud=True, seed=1) + pcm24(0.4, loud=False)
+        append(ws, part + pcm24(0.8, loud=True, seed=2) + pcm24(1.2, loud=False))
+        events: list[dict] = []
+        while not events or events[-1]["response"]["status"] != "completed":
+            events += receive_until(ws, "response.done")  # a cancelled one, then the answer
+        transcribed = [e for e in events if e["type"].endswith("transcription.completed")]
+        assert [e["transcript"] for e in transcribed] == ["Ever tried.", "Ever tried. Ever failed."]
+        deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+        assert deleted == [transcribed[0]["item_id"]]

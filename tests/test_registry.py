@@ -3,7 +3,7 @@ import pytest
 from voxloop.config import Settings
 from voxloop.errors import MissingDependencyError, UnknownProviderError
 from voxloop.providers.base import LLMProvider, ProviderInfo
-from voxloop.providers.registry import ProviderPool, Registry
+from voxloop.providers.registry import STAGES, ProviderPool, Registry
 from voxloop.testing.fakes import FakeLLM
 
 
@@ -74,3 +74,13 @@ def test_pool_builds_each_provider_once():
     assert pool.get("llm") is first
     assert CountingLLM.built == 1
     assert pool.load("llm").load_s >= 0
+
+
+def test_every_stage_has_a_fake_and_a_settings_section():
+    pool = ProviderPool(Settings(turn_judge={"provider": "fake"}))
+    for stage in STAGES:
+        assert "fake" in Registry().names(stage), stage
+        assert pool.name_for(stage), stage
+    assert pool.name_for("turn") == "fake"  # from settings.turn_judge ("turns": the timings)
+    assert ProviderPool(Settings()).name_for("turn") == "smart-turn"
+    assert Registry().names("turn") == ["fake", "smart-turn"]

@@ -27,7 +27,7 @@ from voxloop.providers.registry import ProviderPool
 from voxloop.wer import wer
 
 SEGFAULT = [sys.executable, "-c", "import ctypes; ctypes.string_at(0)"]
-FAKES = {f"VOXLOOP_{stage}__PROVIDER": "fake" for stage in ("VAD", "STT", "LLM", "TTS")}
+FAKES = {f"VOXLOOP_{s}__PROVIDER": "fake" for s in ("VAD", "STT", "LLM", "TTS", "TURN_JUDGE")}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -67,14 +67,14 @@ def _crashing_probe(settings: Settings) -> ProbeResult:
 async def test_doctor_reports_the_crash_and_still_checks_every_other_stage():
     settings = Settings(
         vad={"provider": "fake"}, stt={"provider": "fake"}, llm={"provider": "fake"},
-        tts={"provider": "fake"},
+        tts={"provider": "fake"}, turn_judge={"provider": "fake"},
     )  # fmt: skip
     pool = ProviderPool(settings)
     results = {r.stage: r for r in await run_checks(pool, probe=_crashing_probe)}
     assert not results["llm"].ok
     assert "crashed with SIGSEGV" in results["llm"].smoke
     assert ("llm", "fake") not in pool._loaded  # never loaded in the doctor's own process
-    for stage in ("vad", "stt", "tts"):  # loaded and smoke-tested all the same
+    for stage in ("vad", "stt", "tts", "turn"):  # loaded and smoke-tested all the same
         assert results[stage].load_s is not None and results[stage].smoke, results[stage]
     assert results["vad"].ok and results["tts"].ok
 

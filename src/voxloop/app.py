@@ -128,7 +128,10 @@ def create_app(
         svc.metrics.prometheus.track_sessions(lambda: len(svc.live_sessions))
         app.state.services = svc
         if warmup:
-            for provider in (svc.vad, svc.stt, svc.llm, svc.tts):
+            # The judge loads here, not in build_services: a real start loads every model
+            # (a missing one fails it), while apps built for tests need no judge's weights.
+            judge = svc.turn_judge
+            for provider in (svc.vad, svc.stt, svc.llm, svc.tts, *([judge] if judge else [])):
                 await provider.warmup()
         if tune_gc:
             runtime.tune_gc()

@@ -186,6 +186,18 @@ class TTSSettings(BaseModel):
     )
 
 
+class TurnJudgeSettings(BaseModel):
+    """The learned end-of-turn judge (`VOXLOOP_TURN_JUDGE__*`); `turns` has the timings."""
+
+    provider: str = "smart-turn"
+    model_path: Path | None = Field(
+        None,
+        description="a Smart Turn v3 .onnx file to use instead of the one fetched from the "
+        "registry (pipecat-ai's wheel): for air-gapped machines",
+    )
+    threads: int = Field(1, ge=1, description="onnxruntime threads per judgement")
+
+
 class TurnSettings(BaseModel):
     end_of_turn_silence_s: float = Field(
         0.5, ge=0.1, le=5.0, description="silence after speech that ends the user's turn"
@@ -248,11 +260,53 @@ class TurnSettings(BaseModel):
         description="end-of-turn silence after a complete-sounding statement",
     )
     speculative_silence_s: float = Field(
-        0.2,
+        0.15,
         ge=0.0,
         le=5.0,
         description="pause after which the reply is prepared (and held back) in case the "
         "turn is over; 0 turns speculation off",
+    )
+    end_of_turn: Literal["silence", "words", "judge", "combined"] = Field(
+        "combined",
+        description="how a pause becomes the end of the turn (turns/endpoint.py): silence "
+        "(a fixed end_of_turn_silence_s), words (the word rules), judge (the learned "
+        "end-of-turn model, turn_judge) or combined (the model, vetoed by unfinished words, "
+        "with complete questions ending soon)",
+    )
+    complete_probability: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="the end-of-turn model's probability at which the turn is over at once",
+    )
+    max_silence_s: float = Field(
+        1.0,
+        ge=0.2,
+        le=5.0,
+        description="judge and combined: the silence that ends any turn the model and the "
+        "words did not end sooner",
+    )
+    long_speech_s: float = Field(
+        6.0,
+        ge=0.5,
+        le=60.0,
+        description="combined: after this much speech in one utterance the user is reading "
+        "or telling something, and only long_silence_s (or a question) ends the turn",
+    )
+    long_silence_s: float = Field(
+        1.2, ge=0.2, le=5.0, description="combined: the silence that ends a long utterance"
+    )
+    continuation: bool = Field(
+        True,
+        description="speech that starts before the agent's reply is heard continues the "
+        "turn: the reply is withdrawn and the words are answered together (turn_continued)",
+    )
+    continuation_window_s: float = Field(
+        2.5,
+        ge=0.0,
+        le=10.0,
+        description="continuation: the latest start, after the turn ended, that still "
+        "continues it (if the agent has not spoken by then)",
     )
 
 
@@ -340,6 +394,7 @@ class Settings(BaseSettings):
     stt: STTSettings = STTSettings()
     llm: LLMSettings = LLMSettings()
     tts: TTSSettings = TTSSettings()
+    turn_judge: TurnJudgeSettings = TurnJudgeSettings()
     turns: TurnSettings = TurnSettings()
     session: SessionSettings = SessionSettings()
     server: ServerSettings = ServerSettings()

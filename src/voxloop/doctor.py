@@ -1,7 +1,8 @@
 """`voxloop doctor`: load every configured provider and prove it works with a real smoke test.
 
 The smoke tests feed each other: TTS speaks a phrase, VAD must find speech in it, STT must
-transcribe it back, and the LLM must answer a question. A provider that loads but produces
+transcribe it back, the LLM must answer a question, and the end-of-turn judge must give a
+probability for the phrase, whole and cut halfway. A provider that loads but produces
 nonsense shows up red, not green.
 """
 
@@ -56,7 +57,7 @@ async def run_checks(pool: ProviderPool, probe: Probe = probe_configured) -> lis
         result.model, result.size_bytes, result.load_s = info.model, info.size_bytes, loaded.load_s
 
     speech: np.ndarray | None = None  # float32 at 16 kHz, from the TTS check
-    for stage in ("tts", "vad", "stt", "llm"):
+    for stage in ("tts", "vad", "stt", "llm", "turn"):
         result = results[stage]
         if result.load_s is None:
             continue
@@ -68,6 +69,8 @@ async def run_checks(pool: ProviderPool, probe: Probe = probe_configured) -> lis
                 result.ok, result.smoke = await _smoke_vad(pool, speech)
             elif stage == "stt":
                 result.ok, result.smoke = await _smoke_stt(pool, speech)
+            elif stage == "turn":
+                result.ok, result.smoke = await _smoke_turn(pool, speech)
             else:
                 result.ok, result.smoke = await _smoke_llm(pool)
         except Exception as exc:  # a smoke test must report, not crash the doctor
@@ -119,6 +122,18 @@ async def _smoke_stt(pool: ProviderPool, speech: np.ndarray | None) -> tuple[boo
     result = await transcribe_all(stt, speech)
     score = wer(PHRASE, result.text)
     return score <= 0.25, f"heard {result.text!r} (WER {score:.2f})"
+
+
+async def _smoke_turn(pool: ProviderPool, speech: np.ndarray | None) -> tuple[bool, str]:
+    judge = pool.get("turn")
+    pause = np.zeros(judge.sample_rate // 5, dtype=np.float32)  # the 0.2 s a pause has
+    if speech is None:
+        p = await judge.complete_probability(pause)
+        return 0.0 <= p <= 1.0, f"P(complete) {p:.2f} for silence (no TTS audio)"
+    whole = await judge.complete_probability(np.concatenate([speech, pause]))
+    cut = await judge.complete_probability(np.concatenate([speech[: len(speech) // 2], pause]))
+    ok = all(0.0 <= p <= 1.0 for p in (whole, cut))  # NaN fails too
+    return ok, f"P(complete) {whole:.2f} after the phrase, {cut:.2f} cut halfway"
 
 
 async def _smoke_llm(pool: ProviderPool) -> tuple[bool, str]:

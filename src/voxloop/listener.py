@@ -26,6 +26,7 @@ from voxloop.providers.base import (
     VADProvider,
     checked_transcript,
 )
+from voxloop.turns.continuation import Carried, join
 from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEvent, TurnEventKind
 from voxloop.turns.echo import EchoGate
 
@@ -84,12 +85,27 @@ class Utterance:
     audio: list[np.ndarray] = field(default_factory=list)
     speech_end_at: float | None = None  # clock time the speech stopped (set at pauses/end)
     ended_at: float | None = None  # clock time the turn detector ended the turn
+    speech_s: float = 0.0  # speech heard in it (set when the turn ends)
+    carried: Carried | None = None  # an earlier turn the user went on from (continuation.py)
     # Speech over the agent: "" (none), "pending" (agent paused, words awaited), "dismissed"
     # (a backchannel or echo: the agent carried on), "interrupt" (the user took the floor).
     overlap: str = ""
 
     def samples(self) -> np.ndarray:
         return np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
+
+    def joined(self, text: str) -> str:
+        """The turn's words: any carried from the turn it continues, then its own."""
+        return join(self.carried.text, text) if self.carried is not None else text
+
+    def context_samples(self) -> np.ndarray:
+        """Its audio after the carried turn's, for the end-of-turn judge."""
+        if self.carried is None:
+            return self.samples()
+        return np.concatenate([self.carried.audio, self.samples()])
+
+    def carried_speech_s(self) -> float:
+        return self.carried.speech_s if self.carried is not None else 0.0
 
 
 class Heard(Enum):
@@ -212,6 +228,7 @@ class Listener:
             await handle(Heard.RESUMED, utt)
         else:
             self.utterance = None
+            utt.speech_s = event.speech_s
             utt.speech_end_at = self.clock_at(event.speech_end_s or 0.0)
             utt.ended_at = self.clock.now()
             utt.stream.close()

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 from voxloop.clock import Clock, RealClock
 from voxloop.config import Settings
 from voxloop.metrics import MetricsRegistry
-from voxloop.providers.base import LLMProvider, STTProvider, TTSProvider, VADProvider
+from voxloop.providers.base import (
+    LLMProvider,
+    STTProvider,
+    TTSProvider,
+    TurnJudgeProvider,
+    VADProvider,
+)
 from voxloop.providers.registry import ProviderPool
 from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.store.memory import MemoryStore
@@ -36,3 +42,14 @@ class Services:
     tools: ToolBox | None = None  # what an LLM that can call tools is offered
     live_sessions: set[Session] = field(default_factory=set)
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown
+    judge: TurnJudgeProvider | None = None  # given; else `turn_judge` loads the pool's
+
+    @property
+    def turn_judge(self) -> TurnJudgeProvider | None:
+        """The end-of-turn judge: the one given, else the pool's (`turn_judge.provider`),
+        loaded on first use; a server's start-up warm-up loads it with the other models.
+        None when there is neither (services built by hand without one). A judge that
+        cannot load raises its own error (`ModelFileError`, `MissingDependencyError`)."""
+        if self.judge is None and self.pool is not None:
+            self.judge = self.pool.get("turn")  # type: ignore[assignment]
+        return self.judge

@@ -33,8 +33,10 @@ from voxloop.store.base import ID_RULE, new_session_id, valid_session_id
 from voxloop.store.memory import MemoryStore
 from voxloop.transcripts import Transcripts
 from voxloop.transport import protocol as p
+from voxloop.turns.continuation import KEEP_AUDIO_S, Carried, continues
 from voxloop.turns.detector import TurnConfig
 from voxloop.turns.echo import EchoGate
+from voxloop.turns.endpoint import REJUDGE_AFTER_S, Endpointing, PauseEvidence
 from voxloop.turns.overlap import Overlaps
 from voxloop.turns.speculation import Speculator
 
@@ -57,12 +59,13 @@ class Session:
         self._greeted = False
         turns = services.settings.turns
         self.sequential = services.settings.session.mode == "sequential"
+        policy = self._endpointing()
         self.listener = Listener(
             services.vad,
             services.stt,
             self.clock,
             TurnConfig(
-                end_of_turn_silence_s=turns.end_of_turn_silence_s,
+                end_of_turn_silence_s=policy.wait(),
                 min_speech_s=turns.min_speech_s,
                 pause_s=0.0 if self.sequential else turns.speculative_silence_s,
             ),
@@ -72,13 +75,19 @@ class Session:
                 "stt_failed", f"speech recognition failed: {exc}", turn_id
             ),
         )
-        self.listener.echo = EchoGate() if turns.echo_suppression else None
+        # What the agent played, always: speech over it is judged its echo only on this
+        # evidence (turns/overlap.py). The listener's frame gate is opt-in.
+        self.echo_reference = EchoGate()
+        self.listener.echo = self.echo_reference if turns.echo_suppression else None
         self._echo_resampler: StreamResampler | None = None
         self.barge_in = turns.barge_in
         # A transport that reports the VAD itself (the OpenAI Realtime API's speech_started
         # and speech_stopped) hears what the session heard, once the session has acted on it.
         self.on_heard: Callable[[Heard, Utterance | None], None] | None = None
         self.end_of_turn_silence_s = turns.end_of_turn_silence_s
+        self._answering: tuple[Carried, float] | None = None  # the voice turn being answered
+        # What the current pause's judge and words say, and the wait they ask for.
+        self.endpoint = PauseEvidence(policy, self._set_silence, turns.speculative_silence_s)
         self._provisional_id = new_session_id()  # until 'start' names or creates one
         self.output_rate = services.tts.sample_rate  # the client may ask for another
         services.live_sessions.add(self)
@@ -229,7 +238,8 @@ class Session:
             self._set_voice(msg.voice)
         if msg.end_of_turn_silence_s is not None:
             self.end_of_turn_silence_s = msg.end_of_turn_silence_s
-            self.listener.detector.config.end_of_turn_silence_s = msg.end_of_turn_silence_s
+            self.endpoint.policy = self._endpointing(msg.end_of_turn_silence_s)
+            self.endpoint.reset()
         if msg.barge_in is not None:
             self.barge_in = msg.barge_in
         self.outbox.control(self.event("configured", **self.options()))
@@ -301,9 +311,14 @@ class Session:
                 return  # the agent has the floor; speech is ignored until it finishes
             if self.listener.utterance is None:
                 self.turn_counter += 1
-                self.listener.open_utterance(self.turn_counter, stream=not self.sequential)
+                opened = self.listener.open_utterance(self.turn_counter, stream=not self.sequential)
+                await self._continue_into(opened)
         elif heard is Heard.PAUSED and utt is not None and utt.overlap in ("", "interrupt"):
-            await self.speculator.start(utt)
+            speech_s = utt.carried_speech_s() + self.listener.detector.current_speech_s
+            pause = self.endpoint.paused(speech_s)
+            if self.endpoint.policy.uses_judge:
+                self.spawn(self._judge_pause(utt, pause), "end-of-turn")
+            await self.speculator.start(utt, pause)
         elif heard is Heard.RESUMED:
             self._wait_normally()
             await self.speculator.drop()
@@ -314,21 +329,61 @@ class Session:
             self.on_heard(heard, utt or self.listener.utterance)
 
     def _on_partial(self, turn_id: int, text: str) -> None:
+        utt = self.listener.utterance
+        if utt is not None and utt.turn_id == turn_id:
+            text = utt.joined(text)
         self.outbox.data(self.event("partial_transcript", turn_id, text=text))
         self.overlaps.partial(turn_id, text)
 
     def _wait_normally(self) -> None:
-        """Undo a longer wait for an unfinished-sounding pause."""
-        self.listener.detector.config.end_of_turn_silence_s = self.end_of_turn_silence_s
+        """The pause is over: forget what was known about it."""
+        self.endpoint.reset()
+
+    def _set_silence(self, seconds: float) -> None:
+        self.listener.detector.config.end_of_turn_silence_s = seconds
+
+    def _endpointing(self, silence_s: float | None = None) -> Endpointing:
+        """The end-of-turn policy; the sequential baseline and a session without a judge
+        fall back to a fixed silence and to the word rules."""
+        turns = self.services.settings.turns
+        mode = turns.end_of_turn
+        if self.sequential:
+            mode = "silence"
+        elif mode in ("judge", "combined") and self.services.turn_judge is None:
+            mode = "words"
+        return Endpointing.from_settings(turns, silence_s=silence_s, mode=mode)
+
+    async def _judge_pause(self, utt: Utterance, pause: int) -> None:
+        """The learned end-of-turn judge on the utterance so far, its pause included; if it
+        is unsure, once more after `REJUDGE_AFTER_S` more silence."""
+        judge, endpoint = self.services.turn_judge, self.endpoint
+        assert judge is not None
+        for look in (1, 2):
+            started = self.clock.now()
+            try:
+                probability = await judge.complete_probability(utt.context_samples())
+            except Exception as exc:  # the fallback silence still ends the turn
+                log.warning("end-of-turn judge failed: %r", exc, extra=self._extra(utt))
+                return
+            ms = round((self.clock.now() - started) * 1000, 1)
+            extra = {**self._extra(utt), "probability": round(probability, 3), "ms": ms}
+            log.debug("end-of-turn judge (look %d)", look, extra=extra)
+            endpoint.judged(pause, probability)
+            if probability >= endpoint.policy.complete_p or look == 2:
+                return
+            await self.clock.sleep(REJUDGE_AFTER_S)
+            if not endpoint.current(pause):
+                return  # the user went on, or the turn is over
+
+    def _extra(self, utt: Utterance) -> dict[str, Any]:
+        return {"session_id": self.session_id, "turn_id": utt.turn_id}
 
     def _on_agent_audio(self, pcm: np.ndarray, rate: int, start: float) -> None:
         """What the client is about to play is the echo reference for the microphone."""
-        if self.listener.echo is None:
-            return
         if self._echo_resampler is None or self._echo_resampler.from_rate != rate:
             self._echo_resampler = StreamResampler(rate, 16000)
         samples = self._echo_resampler.push(pcm.astype(np.float32) / 32768.0)
-        self.listener.echo.add_reference(samples, start)
+        self.echo_reference.add_reference(samples, start)
 
     async def _finish_utterance(self, utt: Utterance) -> None:
         metrics = TurnMetrics(self.session_id, utt.turn_id)
@@ -336,16 +391,85 @@ class Session:
         if utt.speech_end_at is not None:
             metrics.vad_end_of_turn_ms = (ended_at - utt.speech_end_at) * 1000
         text = await self.transcripts.final_text(utt, metrics, ended_at)
+        if await self._went_on(utt, text, ended_at):
+            return  # the user is already talking again: this turn continues in that one
         if text is None:
             return  # the speculative reply took the turn, or the STT failed (reported)
         if not await self.overlaps.is_turn(utt, text):
             return  # a backchannel or the agent's echo: no answer of its own
+        text = utt.joined(text)
         self.outbox.data(self.event("final_transcript", utt.turn_id, text=text))
         if not text:
             return  # noise or an empty utterance: nothing to answer
         await self.interrupt("new_turn")
         await self.refresh_context()
         self.start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
+
+    # -- continuation (turns/continuation.py) ---------------------------------------------
+
+    @staticmethod
+    def _carried(utt: Utterance, words: str) -> Carried:
+        """`words`: the turn's whole text, any it carried itself included."""
+        audio = utt.context_samples()[-int(KEEP_AUDIO_S * 16000) :]
+        return Carried(utt.turn_id, words, audio, utt.carried_speech_s() + utt.speech_s)
+
+    def _continues(self, ended_at: float) -> bool:
+        turns = self.services.settings.turns
+        reply = self.reply
+        return continues(
+            enabled=turns.continuation and not self.sequential,
+            reply_audible=reply is not None and reply.audio_started,
+            voice_turn=True,
+            since_end_s=self.clock.now() - ended_at,
+            window_s=turns.continuation_window_s,
+        )
+
+    async def _withdraw(self, turn_id: int, into: Utterance, carried: Carried) -> None:
+        """Take back turn `turn_id`'s unheard reply; its words go on in `into`."""
+        into.carried = carried  # first: its partials may come while the reply is cancelled
+        reply = self.reply
+        if reply is not None and reply.turn_id == turn_id:
+            self.reply = None
+            await reply.close()  # no history, no metrics: nobody heard it
+            dropped = self.outbox.drop_turn(turn_id)
+            if dropped:
+                self.outbox.control(
+                    self.event("tts_stop", turn_id, reason="continued", dropped_bytes=dropped)
+                )
+            self._set_status("listening")
+        self._answering = None
+        self.outbox.data(self.event("turn_continued", turn_id, into=into.turn_id))
+
+    async def _continue_into(self, utt: Utterance) -> None:
+        """New speech before the last turn's reply was heard: it continues that turn."""
+        if self._answering is None:
+            return
+        carried, ended_at = self._answering
+        reply = self.reply
+        if reply is None or reply.done or reply.turn_id != carried.turn_id:
+            self._answering = None  # answered (or superseded) already
+            return
+        if self._continues(ended_at):
+            await self._withdraw(carried.turn_id, utt, carried)
+
+    async def _went_on(self, utt: Utterance, text: str | None, ended_at: float) -> bool:
+        """The turn's words are known; has the user gone on meanwhile? Then they belong to
+        the utterance under way (and any reply already started for them is withdrawn).
+        Otherwise they are remembered, in case the user goes on before the reply is heard."""
+        reply = self.reply
+        adopted = reply.user_text if reply and reply.turn_id == utt.turn_id else None
+        words = utt.joined(text) if text is not None else adopted  # None: the STT failed
+        if not words or utt.overlap in ("pending", "dismissed"):
+            return False
+        carried = self._carried(utt, words)
+        newer = self.listener.utterance
+        if newer is None or newer is utt or newer.carried is not None:
+            self._answering = (carried, ended_at)
+            return False
+        if not self._continues(ended_at):
+            return False
+        await self._withdraw(utt.turn_id, newer, carried)
+        return True
 
     # -- replies --------------------------------------------------------------------------
 

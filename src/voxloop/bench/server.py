@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxloop.config import CACHE_ENV
+from voxloop.providers.registry import SECTIONS
 
-STAGES = ("vad", "stt", "llm", "tts")
 BENCH_LIMITS = {
     "MAX_SESSIONS": "1000",
     "CONNECTIONS_PER_IP_PER_S": "0",  # 0: off
@@ -41,9 +41,10 @@ def free_port() -> int:
 
 
 def provider_env(providers: str) -> dict[str, str]:
-    """`embedded` keeps the configured (local) providers; `fake` swaps all four for fakes."""
+    """`embedded` keeps the configured (local) providers; `fake` swaps every stage's
+    (the end-of-turn judge's too) for fakes."""
     if providers == "fake":
-        return {f"VOXLOOP_{stage.upper()}__PROVIDER": "fake" for stage in STAGES}
+        return {f"VOXLOOP_{section.upper()}__PROVIDER": "fake" for section in SECTIONS.values()}
     if providers == "embedded":
         return {}
     raise ValueError(f"unknown provider set {providers!r}; use embedded or fake")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from voxloop.config import Settings
 from voxloop.providers.base import VADFrame, transcribe_all
 from voxloop.turns.bargein import RECENT_S, overlap_verdict
 from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
-from voxloop.turns.echo import EchoGate
+from voxloop.turns.echo import EchoEvidence, EchoGate
 from voxloop.turns.words import end_of_turn_silence
 
 RATE = 16000
@@ -189,8 +190,11 @@ class _Run:
     """One case through the VAD, the turn detector and the policy, in audio time. STT
     calls are real, and their wall time is added to the decisions that wait for them."""
 
-    def __init__(self, case: Case, policy: Policy, stt, settings: Settings) -> None:
+    def __init__(
+        self, case: Case, policy: Policy, stt, settings: Settings, reference: EchoGate
+    ) -> None:
         self.case, self.policy, self.stt, self.turns = case, policy, stt, settings.turns
+        self.reference = reference  # what the agent played, as the session keeps it
         self.agent_end = max((s + len(a) / RATE for s, a in case.reference), default=0.0)
         self.outcome = Outcome()
         self.overlap = ""  # as Utterance.overlap in the session
@@ -203,6 +207,12 @@ class _Run:
         text = asyncio.run(transcribe_all(self.stt, self.case.mic[begin : int(end_s * RATE)]))
         self.outcome.stt_wall_s.append(time.perf_counter() - t0)
         return text.text, STT_COST_S
+
+    def echo(self, start_s: float, end_s: float) -> Callable[[], EchoEvidence]:
+        """The echo evidence for the audio `transcribe` heard (as Overlaps._echo)."""
+        begin = max(0, int((start_s - self.turns.preroll_s) * RATE))
+        audio = self.case.mic[begin : int(end_s * RATE)]
+        return lambda: self.reference.echo_evidence(audio, begin / RATE)
 
     def commit(self, at: float) -> None:
         self.overlap = "interrupt"
@@ -235,7 +245,9 @@ class _Run:
                 self.next_check = end  # as bargein.judge_overlap's first look
         if self.overlap == "pending" and end >= self.next_check:
             text, cost = self.transcribe(start, end)
-            verdict = overlap_verdict(text, AGENT, cut=(False, detector.talking))
+            verdict = overlap_verdict(
+                text, AGENT, cut=(False, detector.talking), echo=self.echo(start, end)
+            )
             if verdict == "interrupt":
                 self.commit(end + cost)
             elif (
@@ -254,7 +266,7 @@ class _Run:
             text, cost = self.transcribe(begin, end)
             self.next_check = end + cost + 2 * turns.interruption_check_s
             cut = (end - start > RECENT_S, detector.talking)
-            if overlap_verdict(text, AGENT, cut=cut) == "interrupt":
+            if overlap_verdict(text, AGENT, cut=cut, echo=self.echo(begin, end)) == "interrupt":
                 self.commit(end + cost)
 
     def turn_ended(self, start: float, end: float) -> None:
@@ -262,7 +274,8 @@ class _Run:
             # As the session: a long dismissed stretch is judged by its latest words only.
             begin = max(start, end - RECENT_S + self.turns.preroll_s)
             text, cost = self.transcribe(begin, end)
-            if overlap_verdict(text, AGENT, cut=(end - start > RECENT_S, False)) == "interrupt":
+            cut = (end - start > RECENT_S, False)
+            if overlap_verdict(text, AGENT, cut=cut, echo=self.echo(begin, end)) == "interrupt":
                 self.commit(end + cost)
             elif self.overlap == "pending":
                 self.outcome.paused_s += end + cost - self.paused_at
@@ -279,11 +292,13 @@ def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcom
             pause_s=turns.speculative_silence_s if policy.semantic else 0.0,
         )
     )
-    gate = EchoGate() if policy.echo_gate else None
+    # The reference is always kept (the overlap verdicts weigh it); the frame gate that
+    # mutes echo frames is the policy's.
+    reference = EchoGate()
     for start, samples in case.reference:
-        if gate is not None:
-            gate.add_reference(samples, start)
-    run = _Run(case, policy, stt, settings)
+        reference.add_reference(samples, start)
+    gate = reference if policy.echo_gate else None
+    run = _Run(case, policy, stt, settings, reference)
     state = vad.new_state()
     frames = state.push(case.mic[: len(case.mic) // FRAME * FRAME])
     for frame in frames:

@@ -3,7 +3,8 @@
 The contracts are deliberately tiny so that every provider, local or cloud, is trivial to
 fake. Audio going *into* a model is float32 mono in [-1, 1] at the provider's
 `sample_rate`; audio coming *out* of TTS is int16 PCM (`AudioChunk`). No vendor type
-crosses these signatures.
+crosses these signatures. The end-of-turn judge is the one stage that does not stream: it
+answers one question (is the turn over?) per pause.
 
 Every streaming method is an async generator. Closing it (or cancelling the task that
 iterates it) must stop the underlying work promptly, not merely drop its output.
@@ -191,6 +192,19 @@ class TTSProvider(Provider):
     @abstractmethod
     def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
         """Yield audio for `text` as soon as each piece is ready."""
+
+
+class TurnJudgeProvider(Provider):
+    """Judges from the sound of an utterance (intonation, rhythm) whether the speaker is
+    done, so a pause after a finished sentence can end the turn sooner than one mid-phrase."""
+
+    sample_rate: int = 16000
+    window_s: float = 8.0  # how much of the utterance's end it reads
+
+    @abstractmethod
+    async def complete_probability(self, audio: np.ndarray) -> float:
+        """P(the turn is complete), in [0, 1], for float32 mono audio at `sample_rate`:
+        the utterance so far, including the short silence after it."""
 
 
 def tools_as_text(messages: Sequence[Message]) -> list[Message]:

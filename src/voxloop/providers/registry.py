@@ -12,7 +12,7 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from voxloop.errors import MissingDependencyError, UnknownProviderError
 
@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from voxloop.config import Settings
     from voxloop.providers.base import Provider
 
-Stage = Literal["vad", "stt", "llm", "tts"]
-STAGES: tuple[Stage, ...] = ("vad", "stt", "llm", "tts")
+Stage = Literal["vad", "stt", "llm", "tts", "turn"]
+STAGES: tuple[Stage, ...] = ("vad", "stt", "llm", "tts", "turn")
+# Each stage's settings section; "turns" already holds the turn-taking timings.
+SECTIONS: dict[Stage, str] = {**{s: s for s in STAGES}, "turn": "turn_judge"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
         "deepgram": Entry("voxloop.providers.cloud.deepgram:DeepgramTTS", "cloud"),
         "elevenlabs": Entry("voxloop.providers.cloud.elevenlabs:ElevenLabsTTS", "cloud"),
         "fake": Entry(f"{_FAKES}:FakeTTS"),
+    },
+    "turn": {
+        "smart-turn": Entry("voxloop.providers.local.smart_turn:SmartTurnJudge", "local"),
+        "fake": Entry(f"{_FAKES}:FakeTurnJudge"),
     },
 }
 
@@ -124,13 +130,17 @@ class ProviderPool:
         self._lock = threading.Lock()
         self._chains: dict[Stage, Provider] = {}
 
+    def section(self, stage: Stage) -> Any:
+        """The stage's settings section (`settings.turn_judge` for "turn")."""
+        return getattr(self.settings, SECTIONS[stage])
+
     def name_for(self, stage: Stage) -> str:
-        return getattr(self.settings, stage).provider
+        return self.section(stage).provider
 
     def get(self, stage: Stage) -> Provider:
         """The stage's provider; with `<stage>.fallback` set, the whole chain."""
         primary = self.load(stage).provider
-        fallback = getattr(getattr(self.settings, stage), "fallback", None) or []
+        fallback = getattr(self.section(stage), "fallback", None) or []
         if not fallback:
             return primary
         if stage not in self._chains:

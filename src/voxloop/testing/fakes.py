@@ -1,4 +1,4 @@
-"""Scripted fake providers for all four stages.
+"""Scripted fake providers for every stage.
 
 They implement the real contracts with trivial, deterministic logic, take an injectable
 clock for any simulated latency (zero by default), and record what they were asked to do
@@ -23,6 +23,7 @@ from voxloop.providers.base import (
     ToolCall,
     Transcript,
     TTSProvider,
+    TurnJudgeProvider,
     VADFrame,
     VADProvider,
 )
@@ -231,6 +232,33 @@ class FakeTTS(TTSProvider):
         step = self.sample_rate // 10
         for start in range(0, total, step):
             yield AudioChunk(pcm[start : start + step], self.sample_rate)
+
+
+class FakeTurnJudge(TurnJudgeProvider):
+    """Scripted P(turn complete): a constant, a list played in order (its last value then
+    repeats), or a function of the audio. Records the seconds of audio of each call."""
+
+    name = "fake"
+    capabilities = Capabilities(streaming_output=False)
+
+    def __init__(
+        self, probabilities: float | Sequence[float] | Callable[[np.ndarray], float] = 1.0
+    ) -> None:
+        if isinstance(probabilities, int | float):
+            probabilities = [float(probabilities)]
+        self.probabilities = probabilities if callable(probabilities) else list(probabilities)
+        self.calls: list[float] = []
+
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(self.name, "scripted")
+
+    async def complete_probability(self, audio: np.ndarray) -> float:
+        self.calls.append(len(audio) / self.sample_rate)
+        if callable(self.probabilities):
+            return float(self.probabilities(audio))
+        if len(self.probabilities) > 1:
+            return self.probabilities.pop(0)
+        return self.probabilities[0] if self.probabilities else 1.0
 
 
 def last_user(messages: Sequence[Message]) -> str:

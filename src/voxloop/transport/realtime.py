@@ -94,6 +94,7 @@ class RealtimeProfile(Profile):
         self.responses: dict[int, Response] = {}  # native turn id → open response
         self.finished: set[int] = set()  # turns whose response.done has been sent
         self.heard: dict[int, tuple[str, int, float]] = {}  # turn → (item id, start ms, s)
+        self.user_items: dict[int, str] = {}  # turn → its committed user item (to delete)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -405,7 +406,11 @@ class RealtimeProfile(Profile):
             return [self.out.event(f"input_audio_buffer.{kind}", **fields)]
         if kind == "final_transcript" and turn is not None:
             item_id, _, seconds = self.heard.pop(turn, (new_id("item"), 0, 0.0))
+            self.user_items = {t: i for t, i in self.user_items.items() if t > turn - 4}
+            self.user_items[turn] = item_id
             return list(self.out.user_audio(item_id, event.get("text", ""), seconds))
+        if kind == "turn_continued" and turn is not None:
+            return self._continued(turn)
         if kind not in REPLY_EVENTS or turn is None:
             return []  # status, session, configured, partials…: nothing in this API
         resp = self._open_response(turn)
@@ -443,6 +448,21 @@ class RealtimeProfile(Profile):
 
     def _announce(self, resp: Response) -> list[Frame]:
         return [] if resp.announced else list(self.out.response_started(resp, self.cfg))
+
+    def _continued(self, turn: int) -> list[Frame]:
+        """The user went on before the reply to `turn` was heard: its response is cancelled
+        and its user item deleted (the next item's transcript holds its words too)."""
+        frames: list[Frame] = []
+        resp = self.responses.get(turn)
+        if resp is not None and resp.announced:
+            resp.cut = resp.cut or "new_turn"
+            frames += self._finish(turn, resp, "", True)
+        else:
+            self.responses.pop(turn, None)
+            self.finished.add(turn)
+        if (item_id := self.user_items.pop(turn, None)) is not None:
+            frames.append(self.out.event("conversation.item.deleted", item_id=item_id))
+        return frames
 
     def _finish(self, turn: int, resp: Response, transcript: str, cut: bool) -> list[Frame]:
         self.responses.pop(turn, None)

@@ -26,6 +26,7 @@ class TurnEvent:
     kind: TurnEventKind
     speech_start_s: float  # audio time of the first speech frame of this utterance
     speech_end_s: float | None = None  # audio time where speech stopped (TURN_ENDED only)
+    speech_s: float = 0.0  # speech heard in the utterance (TURN_ENDED only; pauses excluded)
 
 
 @dataclass
@@ -91,7 +92,9 @@ class TurnDetector:
         if self.state == "candidate" and gap >= cfg.max_candidate_gap_s - 1e-9:
             self.reset()
         elif self.state == "speech" and gap >= cfg.end_of_turn_silence_s - 1e-9:
-            event = TurnEvent(TurnEventKind.TURN_ENDED, self._start_s, self._last_speech_end_s)
+            event = TurnEvent(
+                TurnEventKind.TURN_ENDED, self._start_s, self._last_speech_end_s, self._speech_s
+            )
             self.reset()
             return event
         elif (

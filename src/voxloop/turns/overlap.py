@@ -6,11 +6,17 @@ An utterance that starts while the agent speaks moves through `Utterance.overlap
 user has the floor: the reply is cancelled and the utterance is an ordinary turn) or
 "dismissed" (a backchannel, the agent's echo or no words: the agent resumes, and the
 utterance gets no answer unless its later words turn out to be an interruption after all).
+
+"Echo" takes audio evidence: the session always keeps what it played
+(`Session.echo_reference`), and the judge weighs how much of the utterance that explains.
+Without it, words that are not backchannels are the user's, even if the agent said them
+too.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +24,14 @@ import numpy as np
 from voxloop.listener import MODEL_RATE, Utterance
 from voxloop.pipeline import Reply
 from voxloop.providers.base import transcribe_all
-from voxloop.turns.bargein import RECENT_S, judge_overlap, overlap_verdict, watch_overlap
+from voxloop.turns.bargein import (
+    RECENT_S,
+    Evidence,
+    judge_overlap,
+    overlap_verdict,
+    watch_overlap,
+)
+from voxloop.turns.echo import NO_EVIDENCE, EchoEvidence
 
 if TYPE_CHECKING:
     from voxloop.session import Session
@@ -30,6 +43,7 @@ class Overlaps:
     def __init__(self, session: Session) -> None:
         self.s = session
         self.last_reply: Reply | None = None  # what the agent said last, for echo checks
+        self._starts: dict[int, float] = {}  # turn id → its audio's start on the clock
 
     @property
     def _turns(self):
@@ -56,7 +70,27 @@ class Overlaps:
         elif reply.pause():
             log.debug("paused for speech over the reply", extra=self._extra(reply.turn_id))
             utt.overlap = "pending"
+            self._place(utt)
             s.spawn(self._judge(reply, utt), "overlap")
+
+    def _place(self, utt: Utterance) -> None:
+        """Note where the utterance's audio starts on the server's clock (the one the echo
+        reference is kept on). It is the listener's current utterance, so its audio ends
+        with what just arrived; the evidence's delay search absorbs the slack."""
+        self._starts = {t: at for t, at in self._starts.items() if t > utt.turn_id - 4}
+        heard_s = sum(len(a) for a in utt.audio) / MODEL_RATE
+        self._starts[utt.turn_id] = self.s.clock.now() - heard_s
+
+    def _echo(self, utt: Utterance) -> Evidence:
+        """The echo evidence for stretches of `utt`'s audio (bargein.Evidence)."""
+        start, reference = self._starts.get(utt.turn_id), self.s.echo_reference
+
+        def evidence(samples: np.ndarray, first: int) -> EchoEvidence:
+            if start is None:
+                return NO_EVIDENCE
+            return reference.echo_evidence(samples, start + first / MODEL_RATE)
+
+        return evidence
 
     async def _judge(self, reply: Reply, utt: Utterance) -> None:
         s, turns = self.s, self._turns
@@ -72,6 +106,7 @@ class Overlaps:
                 undecided=lambda: utt.overlap == "pending",
                 speech_s=lambda: s.listener.detector.current_speech_s,
                 first_after_s=turns.interruption_words_after_s,
+                echo=self._echo(utt),
             )
         except Exception as exc:  # no words to go by: carry on speaking
             log.warning("overlap check failed: %r", exc, extra=self._extra())
@@ -109,6 +144,7 @@ class Overlaps:
                 every_s=2 * self._turns.interruption_check_s,
                 still_on=lambda: utt.overlap == "dismissed" and s.listener.utterance is utt,
                 still_talking=lambda: s.listener.detector.talking,
+                echo=self._echo(utt),
             )
         except Exception as exc:  # the end of the utterance still gets its final check
             log.warning("overlap watch failed: %r", exc, extra=self._extra())
@@ -117,29 +153,41 @@ class Overlaps:
             await self.settle(utt, "interrupt", text)
 
     def partial(self, turn_id: int, text: str) -> None:
-        """A streaming partial of the current utterance: it may already say "stop"."""
+        """A streaming partial of the current utterance: it may already say "stop", or
+        words that the played audio does not explain."""
         utt = self.s.listener.utterance
         if (
             utt is not None
             and utt.turn_id == turn_id
             and utt.overlap in ("pending", "dismissed")
             and self.s.reply is not None
-            and overlap_verdict(text, self.agent_text(), cut=(False, True)) == "interrupt"
+            and overlap_verdict(
+                text,
+                self.agent_text(),
+                cut=(False, True),
+                echo=lambda: self._echo(utt)(utt.samples(), 0),
+            )
+            == "interrupt"
         ):
             self.s.spawn(self.settle(utt, "interrupt", text), "overlap")
 
     async def is_turn(self, utt: Utterance, final_text: str) -> bool:
         """The utterance ended: is it a turn of its own? Speech over the agent is one only
-        if its words interrupt. A long dismissed stretch (echo) is judged by its latest
+        if its words interrupt, or are not backchannels and the played audio does not
+        explain them: then even a dismissed utterance is answered ("Fail again." let go
+        as echo of "Try again."). A long dismissed stretch (echo) is judged by its latest
         words, as `watch_overlap` did while it went on; the rest was judged already."""
         if utt.overlap not in ("pending", "dismissed"):
             return True
-        text, cut = final_text, (False, False)
+        text, cut, first = final_text, (False, False), 0
         audio = utt.samples()
         window = int(RECENT_S * MODEL_RATE)
         if utt.overlap == "dismissed" and len(audio) > window:
-            text, cut = await self._recent_words(audio[-window:]), (True, False)
-        verdict = overlap_verdict(text, self.agent_text(), cut=cut)
+            first = len(audio) - window
+            text, cut = await self._recent_words(audio[first:]), (True, False)
+        evidence = partial(self._echo(utt), audio[first:], first)
+        self._starts.pop(utt.turn_id, None)
+        verdict = overlap_verdict(text, self.agent_text(), cut=cut, echo=evidence)
         if verdict == "interrupt":
             await self.settle(utt, "interrupt", text)
             return True

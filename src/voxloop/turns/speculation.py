@@ -20,7 +20,7 @@ from voxloop.metrics import TurnMetrics
 from voxloop.outbox import HeldOutbox
 from voxloop.pipeline import Reply
 from voxloop.providers.base import Transcript, transcribe_all
-from voxloop.turns.words import end_of_turn_silence, sounds_unfinished
+from voxloop.turns.words import sounds_unfinished
 
 if TYPE_CHECKING:
     from voxloop.session import Session
@@ -34,6 +34,7 @@ class Speculation:
 
     utterance: Utterance
     outbox: HeldOutbox
+    pause: int  # the pause it was started at (its words are evidence for that pause)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     transcript: Transcript | None = None
@@ -70,14 +71,15 @@ class Speculator:
         self._spec = None
         return spec
 
-    async def start(self, utt: Utterance) -> None:
-        """The user paused: transcribe and start answering now, holding the answer back
-        until the pause turns out to be the end of the turn."""
+    async def start(self, utt: Utterance, pause: int) -> None:
+        """The user paused (pause number `pause`, endpoint.PauseEvidence): transcribe and
+        start answering now, holding the answer back until the pause turns out to be the
+        end of the turn."""
         s = self.s
         if s.sequential or s.services.settings.turns.speculative_silence_s <= 0:
             return
         await self.drop()
-        spec = Speculation(utt, HeldOutbox(s.outbox))
+        spec = Speculation(utt, HeldOutbox(s.outbox), pause)
         spec.task = s.spawn(self._run(spec, utt.samples()), "speculation")
         self._spec = spec
 
@@ -90,17 +92,10 @@ class Speculator:
             return
         spec.transcript_at = s.clock.now()
         text = spec.transcript.text.strip()
-        turns = s.services.settings.turns
         unfinished = sounds_unfinished(text)
         # "a table for..." is a pause, not the end: wait longer (and answer later); a
-        # complete question may end sooner.
-        s.listener.detector.config.end_of_turn_silence_s = end_of_turn_silence(
-            text,
-            normal=s.end_of_turn_silence_s,
-            unfinished=turns.unfinished_silence_s,
-            question=turns.question_silence_s,
-            finished=turns.finished_silence_s,
-        )
+        # complete question may end sooner (turns/endpoint.py).
+        s.endpoint.heard(spec.pause, text)
         log.debug(
             "speculative transcript",
             extra={
@@ -115,7 +110,7 @@ class Speculator:
             await s.refresh_context()
             spec.reply = s.make_reply(
                 spec.utterance.turn_id,
-                text,
+                spec.utterance.joined(text),
                 spec.utterance.speech_end_at,
                 TurnMetrics(s.session_id, spec.utterance.turn_id),
                 outbox=spec.outbox,
@@ -143,7 +138,7 @@ class Speculator:
             return False
         if utt.stt_task is not None:  # the streaming transcript is not needed any more
             utt.stt_task.cancel()
-        text = spec.transcript.text.strip() if spec.transcript else ""
+        text = utt.joined(spec.transcript.text.strip() if spec.transcript else "")
         ready_at = spec.transcript_at or s.clock.now()
         metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
         metrics.timeline.mark("transcript", ready_at)

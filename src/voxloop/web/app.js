@@ -240,6 +240,8 @@ client.on("final_transcript", (msg) => {
   view.finish(final);
 });
 
+client.on("turn_continued", (msg) => view.forgetTurn(msg.turn_id));
+
 client.on("false_interruption", (msg) => {
   // "Mm-hmm" (or the agent's own echo) over the agent: not a turn, and the agent went on.
   // The speech may go on a while: its later partials are not a turn either.

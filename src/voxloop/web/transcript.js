@@ -167,6 +167,16 @@ export class TranscriptView {
     b.meta.append(badge);
   }
 
+  // The user went on before the agent spoke: that turn's words are carried into the next
+  // turn (whose bubble shows them all), and its unspoken reply never happened.
+  forgetTurn(turn) {
+    for (const role of ["user", "agent"]) {
+      const b = this.find(role, turn);
+      if (b) this.remove(b);
+    }
+    this.closed.add(turn);
+  }
+
   remove(b) {
     b.li.remove();
     if (b.turn !== null) this.bubbles.delete(`${b.role}:${b.turn}`);
