@@ -236,6 +236,29 @@ def test_speech_let_go_that_cuts_in_after_all_is_shown(app: App, scripted: Scrip
     app.expect(app.bubble("user", 2)).not_to_have_class(re.compile("partial"))
 
 
+def test_a_continued_turn_leaves_one_user_bubble_with_all_its_words(
+    app: App, scripted: ScriptedServer
+):
+    """The user went on before the reply to turn 1 was heard (turns/continuation.py): the
+    server withdraws it (`turn_continued`), and turn 2 carries all the words. Neither turn
+    1's words nor its unspoken reply stay on screen."""
+    scripted.send("partial_transcript", 1, text="Ever")
+    scripted.send("final_transcript", 1, text="Ever tried.")
+    scripted.send("status", 1, status="thinking")
+    scripted.send("llm_status", 1, status="started")
+    scripted.send("llm_response", 1, delta="Trying is", is_complete=False)
+    scripted.send("partial_transcript", 2, text="Ever tried. Ever")
+    scripted.send("turn_continued", 1, into=2)
+    scripted.send("status", status="listening")
+    scripted.send("final_transcript", 2, text="Ever tried. Ever failed.")
+    scripted.send("llm_response", 1, delta="", content="", is_complete=True, interrupted=True)
+    scripted.settle()
+    app.expect(app.bubble("user", 2)).to_have_text(re.compile("Ever tried. Ever failed."))
+    assert [(m["role"], m["turn"]) for m in app.messages()] == [("user", 2)]
+    assert app.empty_bubbles() == []
+    assert not app.problems, app.problems
+
+
 def test_words_the_recognizer_gave_up_on_go(app: App, scripted: ScriptedServer):
     """The STT never finished the turn (Transcripts._none): an `stt_failed` error for the
     turn and no final transcript. The half-heard words go; the toast asks to say it again."""

@@ -11,13 +11,13 @@ pytestmark = pytest.mark.models
 
 
 def test_eval_turns_small_subset():
-    from voxloop.bench.turns import CLASSES, eval_turns
+    from voxloop.bench.turns import OVERLAP_CLASSES, eval_turns
 
     report = eval_turns(per_class=2, seed=3)
     print(json.dumps({p: report[p] for p in ("vad_only", "voxloop")}, indent=1))
     for policy in ("vad_only", "voxloop"):
-        assert set(report[policy]) == set(CLASSES)
-        for kind in CLASSES:
+        assert set(report[policy]) == set(OVERLAP_CLASSES)
+        for kind in OVERLAP_CLASSES:
             assert report[policy][kind]["cases"] == 2
     # The rates are fractions of the cases; the echo gate's own behaviour is pinned down
     # deterministically in test_turn_words_echo.py and test_engine.py.

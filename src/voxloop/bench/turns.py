@@ -1,4 +1,4 @@
-"""`voxloop eval turns`: how human does the turn-taking feel? Measured per scenario class.
+"""`voxloop eval turns --set ours`: speech over the agent, per scenario class.
 
 Scenarios are synthesized with our own TTS and mixed with numpy (seeded, so runs repeat):
 
@@ -8,10 +8,11 @@ Scenarios are synthesized with our own TTS and mixed with numpy (seeded, so runs
 - (d) `interruptions`: "wait, stop" over the agent's echo.
 - (e) `noise`: a complete question over noise at 10 dB SNR.
 
-Each case runs through the real VAD, the real STT and the turn logic in audio time (no
-server), under three policies: plain VAD turn-taking (the baseline), voxloop's default
-settings (a longer wait when the words at a pause sound unfinished; speech over the agent
-pauses it and only a real word interrupts, bargein.py), and the defaults plus the
+(a) and (e) are about the end of the turn: turns_real.py runs them beside real people's
+recordings, through the end-of-turn policies the session uses. Here (b)–(d) run through the
+real VAD, the real STT and the overlap logic in audio time (no server), under three
+policies: plain VAD barge-in (the baseline), voxloop's default settings (speech over the
+agent pauses it and only a real word interrupts, bargein.py), and the defaults plus the
 audio-level echo gate. Decisions that wait for the STT are charged a fixed `STT_COST_S`
 (Whisper tiny.en's short-window decode p50 on the reference machine, `voxloop bench stt`)
 rather than the wall time of this run, so results repeat exactly; the real decode times
@@ -38,7 +39,6 @@ from voxloop.providers.base import VADFrame, transcribe_all
 from voxloop.turns.bargein import RECENT_S, overlap_verdict
 from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
 from voxloop.turns.echo import EchoEvidence, EchoGate
-from voxloop.turns.words import end_of_turn_silence
 
 RATE = 16000
 FRAME = 512
@@ -71,6 +71,7 @@ AGENT = (
     "six in the evening, and on Sundays it stays open until eight."
 )
 CLASSES = ("pauses", "backchannels", "echo", "interruptions", "noise")
+OVERLAP_CLASSES = ("backchannels", "echo", "interruptions")  # the ones eval_turns scores
 
 
 @dataclass
@@ -182,7 +183,6 @@ def build_cases(per_class: int, seed: int, cache_dir: Path) -> list[Case]:
 class Policy:
     name: str
     echo_gate: bool  # the audio-level echo gate (turns.echo_suppression)
-    semantic: bool  # a longer wait when the words at a pause sound unfinished
     words: bool  # speech over the agent pauses it; only a real word interrupts
 
 
@@ -286,11 +286,7 @@ def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcom
     turns = settings.turns
     base_eot = turns.end_of_turn_silence_s
     detector = TurnDetector(
-        TurnConfig(
-            end_of_turn_silence_s=base_eot,
-            min_speech_s=turns.min_speech_s,
-            pause_s=turns.speculative_silence_s if policy.semantic else 0.0,
-        )
+        TurnConfig(end_of_turn_silence_s=base_eot, min_speech_s=turns.min_speech_s)
     )
     # The reference is always kept (the overlap verdicts weigh it); the frame gate that
     # mutes echo frames is the policy's.
@@ -313,24 +309,9 @@ def simulate(case: Case, policy: Policy, vad, stt, settings: Settings) -> Outcom
             run.tick(detector, end)
         if event is None:
             continue
-        if (
-            event.kind is TurnEventKind.SPEECH_PAUSED
-            and policy.semantic
-            and run.overlap in ("", "interrupt")
-        ):
-            text, _ = run.transcribe(event.speech_start_s, end)
-            detector.config.end_of_turn_silence_s = end_of_turn_silence(
-                text,
-                normal=base_eot,
-                unfinished=turns.unfinished_silence_s,
-                question=turns.question_silence_s,
-                finished=turns.finished_silence_s,
-            )
-        elif event.kind in (TurnEventKind.SPEECH_RESUMED, TurnEventKind.TURN_ENDED):
-            detector.config.end_of_turn_silence_s = base_eot
-            if event.kind is TurnEventKind.TURN_ENDED:
-                run.outcome.turn_ends.append(end)
-                run.turn_ended(event.speech_start_s, end)
+        if event.kind is TurnEventKind.TURN_ENDED:
+            run.outcome.turn_ends.append(end)
+            run.turn_ended(event.speech_start_s, end)
     return run.outcome
 
 
@@ -343,22 +324,7 @@ def _stop_after_onset(case: Case, outcome: Outcome) -> float:
 def score(kind: str, cases: list[Case], outcomes: list[Outcome]) -> dict[str, Any]:
     pairs = list(zip(cases, outcomes, strict=True))
     out: dict[str, Any] = {"cases": len(pairs)}
-    if kind in ("pauses", "noise"):
-        cut = [c for c, o in pairs if any(t < (c.speech_end_s or 0) for t in o.turn_ends)]
-        out["cut_off"] = sorted({c.label.split(" [")[0] for c in cut})
-        delays = [
-            (min(t for t in o.turn_ends if t >= c.speech_end_s) - c.speech_end_s) * 1000
-            for c, o in pairs
-            if c.speech_end_s is not None and any(t >= c.speech_end_s for t in o.turn_ends)
-        ]
-        out["false_cutoff_rate"] = round(len(cut) / len(pairs), 3)
-        out["never_ended_rate"] = round(
-            sum(1 for c, o in pairs if not any(t >= (c.speech_end_s or 0) for t in o.turn_ends))
-            / len(pairs),
-            3,
-        )
-        out["end_of_turn_delay_ms"] = summarize(delays)
-    elif kind in ("backchannels", "echo"):
+    if kind in ("backchannels", "echo"):
         false = [c for c, o in pairs if o.barge_in_s is not None]
         out["false_bargein_rate"] = round(len(false) / len(pairs), 3)
         out["false_bargeins"] = [c.label for c in false][:5]
@@ -393,14 +359,15 @@ def eval_turns(per_class: int = 20, seed: int = 1, cache_dir: Path | None = None
     from voxloop.providers.local.whisper_stt import WhisperSTT
 
     settings = Settings()
-    cases = build_cases(per_class, seed, cache_dir or settings.resolved_cache_dir() / "bench")
+    every = build_cases(per_class, seed, cache_dir or settings.resolved_cache_dir() / "bench")
+    cases = [c for c in every if c.kind in OVERLAP_CLASSES]
     vad, stt = SileroVAD.from_settings(settings), WhisperSTT.from_settings(settings)
     turns = settings.turns
     words = turns.interruption == "words"
     policies = [
-        Policy("vad_only", echo_gate=False, semantic=False, words=False),
-        Policy("voxloop", echo_gate=turns.echo_suppression, semantic=True, words=words),
-        Policy("voxloop_echo_gate", echo_gate=True, semantic=True, words=words),
+        Policy("vad_only", echo_gate=False, words=False),
+        Policy("voxloop", echo_gate=turns.echo_suppression, words=words),
+        Policy("voxloop_echo_gate", echo_gate=True, words=words),
     ]
     report: dict[str, Any] = {
         "benchmark": "turns",
@@ -427,7 +394,7 @@ def eval_turns(per_class: int = 20, seed: int = 1, cache_dir: Path | None = None
                     [c for c in cases if c.kind == kind],
                     [o for c, o in zip(cases, outcomes, strict=True) if c.kind == kind],
                 )
-                for kind in CLASSES
+                for kind in OVERLAP_CLASSES
             }
             walls = [w * 1000 for o in outcomes for w in o.stt_wall_s]
             report.setdefault("stt_decode_ms", {})[policy.name] = summarize(walls)
