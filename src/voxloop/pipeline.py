@@ -297,6 +297,8 @@ class Reply:
                 spoken = SpokenText(self.user_text, self.config.guards)
                 await self._answer(ask_again(messages), spoken, say, asked, None)
                 say(spoken.flush())
+                if not spoken.sentences and spoken.parrots and self.config.guards.no_answer:
+                    say([self.config.guards.no_answer])
             if held:
                 enqueue(" ".join(held))
         finally:

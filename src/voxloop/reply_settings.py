@@ -13,6 +13,7 @@ REFUSAL = (
     "Sorry, I can't help with that, because it could hurt someone. I'm happy to help with "
     "something else."
 )
+NO_ANSWER = "Okay. Tell me more, or ask me something about it."
 CRISIS = (
     "I'm really sorry you're feeling this way, and I'm glad you told me. You don't have to "
     "face it alone. Please call or text 988, the Suicide and Crisis Lifeline in the US, or "
@@ -37,10 +38,15 @@ class ReplySettings(BaseModel):
     )
     stop_loops: bool = Field(True, description="end a reply that starts repeating itself")
     drop_parrots: bool = Field(True, description="drop sentences that repeat the user's words")
+    no_answer: str = Field(
+        NO_ANSWER,
+        description="said when every sentence the model wrote, twice, repeated the user's "
+        'words; "" says nothing',
+    )
 
     def guards(self) -> SpokenGuards:
         budget = SpokenBudget(self.max_spoken_s, self.long_spoken_s, self.chars_per_s)
-        return SpokenGuards(budget, self.stop_loops, self.drop_parrots)
+        return SpokenGuards(budget, self.stop_loops, self.drop_parrots, self.no_answer)
 
 
 class SafetySettings(BaseModel):

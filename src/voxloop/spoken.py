@@ -92,6 +92,9 @@ class SpokenGuards:
     budget: SpokenBudget = SpokenBudget()
     stop_loops: bool = True
     drop_parrots: bool = True
+    # Said when the model only repeated the user's words, even when asked again: a
+    # statement ("Mary rolled the barrel.") must not get silence.
+    no_answer: str = ""
 
 
 # For text we wrote ourselves (the safety replies): made speakable, never cut.
