@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[None]:
     """Keep a developer's own VOXLOOP_* environment and voxloop.toml out of the tests."""
     for key in list(os.environ):
         if key.startswith("VOXLOOP_") and key != "VOXLOOP_CACHE_DIR":
@@ -43,13 +44,23 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Non
     # Conversations go to a throwaway database, never the developer's own.
     db = tmp_path_factory.mktemp("store") / "conversations.db"
     monkeypatch.setenv("VOXLOOP_STORE__PATH", str(db))
+    # Apps built from settings with fake providers get the scripted end-of-turn judge (it
+    # says "complete"), not Smart Turn guessing at noise; real-model tests ask for the real
+    # one (`real_settings`, test_smart_turn.py).
+    monkeypatch.setenv("VOXLOOP_TURN_JUDGE__PROVIDER", "fake")
+    isolated = {k: v for k, v in os.environ.items() if k.startswith("VOXLOOP_")}
+    yield
+    # The CLI sets VOXLOOP_CONFIG for its own children (`-c`); run in-process by a test,
+    # that must not reach the module-scoped fixtures of later tests.
+    for key in [k for k in os.environ if k.startswith("VOXLOOP_") and k not in isolated]:
+        del os.environ[key]
 
 
 @pytest.fixture(scope="session")
 def real_settings():
     from voxloop.config import Settings
 
-    return Settings(**REPEATABLE)
+    return Settings(**REPEATABLE, turn_judge={"provider": "smart-turn"})
 
 
 @pytest.fixture(scope="session")

@@ -237,7 +237,7 @@ def test_a_whole_turn_survives_dead_cloud_stt_and_tts_by_config_alone():
     )
     rng = np.random.default_rng(0)
     speech = (rng.uniform(-0.3, 0.3, 16000) * 32767).astype("<i2").tobytes()
-    quiet = bytes(2 * 16000)
+    quiet = bytes(2 * 16000 * 2)  # past any end-of-turn wait (turns.max_silence_s is 1 s)
     app = create_app(settings, warmup=False)
     with TestClient(app) as client, client.websocket_connect("/ws") as ws:
         session = start(ws)
