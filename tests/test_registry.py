@@ -76,7 +76,8 @@ def test_pool_builds_each_provider_once():
     assert pool.load("llm").load_s >= 0
 
 
-def test_every_stage_has_a_fake_and_a_settings_section():
+def test_every_stage_has_a_fake_and_a_settings_section(monkeypatch):
+    monkeypatch.delenv("VOXLOOP_TURN_JUDGE__PROVIDER")  # conftest's; the default is asked
     pool = ProviderPool(Settings(turn_judge={"provider": "fake"}))
     for stage in STAGES:
         assert "fake" in Registry().names(stage), stage

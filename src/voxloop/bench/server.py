@@ -42,9 +42,11 @@ def free_port() -> int:
 
 def provider_env(providers: str) -> dict[str, str]:
     """`embedded` keeps the configured (local) providers; `fake` swaps every stage's
-    (the end-of-turn judge's too) for fakes."""
+    (the end-of-turn judge's too) for fakes, and ends turns by the word rules: a scripted
+    judge that calls every pause complete would end a spoken question at its first comma."""
     if providers == "fake":
-        return {f"VOXLOOP_{section.upper()}__PROVIDER": "fake" for section in SECTIONS.values()}
+        fakes = {f"VOXLOOP_{section.upper()}__PROVIDER": "fake" for section in SECTIONS.values()}
+        return {**fakes, "VOXLOOP_TURNS__END_OF_TURN": "words"}
     if providers == "embedded":
         return {}
     raise ValueError(f"unknown provider set {providers!r}; use embedded or fake")
