@@ -21,7 +21,12 @@ import numpy as np
 with atheris.instrument_imports(include=["voxloop", "soundfile"]):
     import soundfile as sf
 
-    from voxloop.audio import SUPPORTED_FILE_TYPES, float_to_pcm16, pcm16_to_float, read_audio
+    from voxloop.audio.formats import (
+        SUPPORTED_FILE_TYPES,
+        float_to_pcm16,
+        pcm16_to_float,
+        read_audio,
+    )
     from voxloop.errors import AudioError
 
 # Inputs for read_audio: suffix byte, target-rate byte, then the file's bytes.

@@ -26,7 +26,7 @@ import atheris
 with atheris.instrument_imports(include=["voxloop", "pydantic_settings", "tomllib", "dotenv"]):
     from pydantic import BaseModel, SecretStr
 
-    from voxloop.config import (
+    from voxloop.config.settings import (
         DEFAULT_CONFIG_FILE,
         ConfigError,
         Settings,

@@ -14,7 +14,7 @@ import atheris
 import numpy as np
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.transport import mulaw
+    from voxloop.server.transports import mulaw
 
 
 def max_error(pcm: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.transport import protocol as p
+    from voxloop.protocol import messages as p
 
 CODES = {"bad_json", "bad_message", "unknown_type", "unsupported_sample_rate"}
 FRAME_CODES = {"not_started", "frame_too_large", "odd_frame_length"}

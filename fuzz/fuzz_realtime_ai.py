@@ -15,8 +15,8 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.transport import protocol as p
-    from voxloop.transport import realtime_ai as rai
+    from voxloop.protocol import messages as p
+    from voxloop.server.transports import realtime_ai as rai
 
 FRAME_CODES = {"frame_too_large", "frame_too_short", "odd_frame_length"}
 CONTROL_CODES = {"bad_json", "bad_message", "unknown_type", "unsupported_sample_rate"}

@@ -16,8 +16,8 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.transport.realtime_events import RealtimeError
-    from voxloop.transport.realtime_session import SessionConfig, apply_session_update
+    from voxloop.server.transports.realtime_events import RealtimeError
+    from voxloop.server.transports.realtime_session import SessionConfig, apply_session_update
 
 KEYS = sorted(
     {

@@ -18,8 +18,8 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.speakable import speakable
-from voxloop.text import SentenceSplitter, heard_words, split_sentences
+    from voxloop.reply.speakable import speakable
+from voxloop.reply.sentences import SentenceSplitter, heard_words, split_sentences
 
 
 def visible(text: str) -> str:

@@ -22,8 +22,8 @@ import _common
 import atheris
 
 with atheris.instrument_imports(include=["voxloop"]):
-    from voxloop.session import Session
-    from voxloop.transport import twilio
+    from voxloop.server.transports import twilio
+    from voxloop.session.session import Session
 
 KEYS = sorted(
     {

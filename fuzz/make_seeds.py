@@ -127,7 +127,7 @@ def realtime_events() -> dict[str, bytes]:
 
 
 def twilio() -> dict[str, bytes]:
-    from voxloop.transport.twilio import TwilioCall
+    from voxloop.server.transports.twilio import TwilioCall
 
     call = TwilioCall("MZ0123", "CA0123")
     call.account_sid = "AC0123"  # fixed, so that rerunning this changes nothing

@@ -58,7 +58,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Ite
 
 @pytest.fixture(scope="session")
 def real_settings():
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
     return Settings(**REPEATABLE, turn_judge={"provider": "smart-turn"})
 
@@ -80,7 +80,7 @@ def speak(real_pool):
 
     import numpy as np
 
-    from voxloop.audio import resample
+    from voxloop.audio.resample import resample
 
     tts = real_pool.get("tts")
     cache: dict[str, np.ndarray] = {}

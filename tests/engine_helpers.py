@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 
 from voxloop.clock import VirtualClock, settle
-from voxloop.config import Settings
-from voxloop.outbox import OutMessage
-from voxloop.services import Services
-from voxloop.session import Session
+from voxloop.config.settings import Settings
+from voxloop.protocol.messages import Start
+from voxloop.protocol.outbox import OutMessage
+from voxloop.session.services import Services
+from voxloop.session.session import Session
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeTurnJudge, FakeVAD
-from voxloop.transport.protocol import Start
 
 RATE = 16000
 

@@ -9,9 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.transport import twilio
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
+from voxloop.server.transports import twilio
 
 from test_protocol import fake_services, receive_until, start
 
@@ -55,7 +55,7 @@ def token(client: TestClient) -> str:
 
 
 def test_auth_is_on_by_default_off_loopback_only():
-    from voxloop.security import Auth
+    from voxloop.server.security import Auth
 
     assert not Auth.from_settings(Settings()).enabled  # 127.0.0.1
     assert Auth.from_settings(Settings(server={"host": "0.0.0.0"})).enabled
@@ -228,7 +228,7 @@ def test_the_llm_is_capped_by_max_tokens():
 
 
 def test_secrets_are_masked_in_voxloop_config():
-    from voxloop.config import masked_dump
+    from voxloop.config.settings import masked_dump
 
     dump = masked_dump(
         Settings(auth={"api_keys": [KEY], "token_secret": "s3cret"}, llm={"api_key": "sk-x"})

@@ -5,9 +5,9 @@ import asyncio
 import pytest
 
 from voxloop.bench.answers import say_turn
-from voxloop.history import History
-from voxloop.reply_settings import CRISIS, REFUSAL
-from voxloop.speakable import unspeakable
+from voxloop.config.reply import CRISIS, REFUSAL
+from voxloop.memory.history import History
+from voxloop.reply.speakable import unspeakable
 
 pytestmark = pytest.mark.models
 

@@ -1,14 +1,8 @@
 import numpy as np
 import pytest
 
-from voxloop.audio import (
-    StreamResampler,
-    float_to_pcm16,
-    pcm16_to_float,
-    read_audio,
-    resample,
-    write_wav,
-)
+from voxloop.audio.formats import float_to_pcm16, pcm16_to_float, read_audio, write_wav
+from voxloop.audio.resample import StreamResampler, resample
 from voxloop.errors import AudioError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from voxloop.hearing.echo import EchoEvidence
 from voxloop.testing.fakes import FakeLLM, FakeSTT
 from voxloop.turns.bargein import foreign_words, overlap_verdict
-from voxloop.turns.echo import EchoEvidence
 
 from engine_helpers import Driver, make_services, speech
 
@@ -14,7 +14,7 @@ AGENT = (
     "Sure, here is what I found. The museum opens at nine in the morning and closes at six "
     "in the evening, and on Sundays it stays open until eight."
 )
-# What the audio says (turns/echo.py): all the agent's echo; a user's sound amid it (a
+# What the audio says (hearing/echo.py): all the agent's echo; a user's sound amid it (a
 # backchannel in the echo); the user over a faint echo.
 ECHO = EchoEvidence(energy=0.95, time=1.0)
 AMID_ECHO = EchoEvidence(energy=0.3, time=0.8)

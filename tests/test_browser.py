@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxloop.audio import float_to_pcm16, resample, write_wav
+from voxloop.audio.formats import float_to_pcm16, write_wav
+from voxloop.audio.resample import resample
 
 pytestmark = pytest.mark.models
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from test_browser import TIMEOUT_MS, _launch
-from voxloop.audio import float_to_pcm16, write_wav
-from voxloop.metrics import SEGMENTS
+from voxloop.audio.formats import float_to_pcm16, write_wav
+from voxloop.telemetry.metrics import SEGMENTS
 
 MIC_RATE = 48000
 

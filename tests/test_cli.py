@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from voxloop.audio import read_audio, write_wav
+from voxloop.audio.formats import read_audio, write_wav
+from voxloop.bench.doctor import PHRASE, run_checks
 from voxloop.cli import app
-from voxloop.config import Settings
-from voxloop.doctor import PHRASE, run_checks
+from voxloop.config.settings import Settings
 from voxloop.providers.base import ProviderInfo, TTSProvider
 from voxloop.providers.registry import ProviderPool, Registry
 from voxloop.testing.fakes import FakeSTT

@@ -17,10 +17,10 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from test_realtime import fake_services, uvicorn_server
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.gate import Refusal
-from voxloop.transport.ws import MAX_CLOSE_REASON_BYTES, close_reason
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
+from voxloop.server.gate import Refusal
+from voxloop.server.ws import MAX_CLOSE_REASON_BYTES, close_reason
 
 LONG_NAME = "é" * 80  # 80 characters, 160 bytes: under a cut to 120 characters, over 123 bytes
 
@@ -84,7 +84,7 @@ async def test_a_long_non_ascii_refusal_reaches_the_client_with_its_code():
 async def test_a_long_gate_refusal_reaches_the_client_with_its_code(monkeypatch):
     """A refusal at the gate whose reason is over 123 bytes in UTF-8 though under 120
     characters (e.g. one naming a client's value): it was cut to 120 characters."""
-    from voxloop.gate import Gate
+    from voxloop.server.gate import Gate
 
     def refuse(self, **_):
         raise Refusal(4403, f"origin {'http://' + LONG_NAME!r} is not allowed (auth.origins)")

@@ -5,7 +5,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from voxloop.cli import app
-from voxloop.config import ConfigError, Settings, load_settings, masked_dump
+from voxloop.config.settings import ConfigError, Settings, load_settings, masked_dump
 
 
 def test_defaults_are_the_embedded_stack():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fake_deepgram import WORDS, fake_deepgram_server, speak_pcm, speech
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import ProviderCallError, ProviderError
 from voxloop.providers.base import Transcript, transcribe_all
 from voxloop.providers.cloud.deepgram import DeepgramTTS

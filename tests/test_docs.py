@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.providers.local.llm_probe import TESTED_VERSION
 from voxloop.providers.local.modelfiles import LLM_PRESETS, WHISPER_BASE
+from voxloop.server.app import create_app
 
 from test_protocol import fake_services, receive_until, start
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from repeatable import REPEATABLE_ENV
-from voxloop.audio import float_to_pcm16, write_wav
+from voxloop.audio.formats import float_to_pcm16, write_wav
 from voxloop.bench.server import child_env
-from voxloop.wer import normalize, wer
+from voxloop.hearing.wer import normalize, wer
 
 pytestmark = pytest.mark.models
 

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterable, AsyncIterator
 import numpy as np
 import pytest
 
-from voxloop.listener import AudioQueue, Utterance
+from voxloop.hearing.echo import NO_EVIDENCE, EchoGate
+from voxloop.hearing.utterance import AudioQueue, Utterance
+from voxloop.protocol.messages import Text
 from voxloop.providers.base import Transcript
 from voxloop.testing.fakes import FakeLLM, FakeSTT
-from voxloop.transport.protocol import Text
 from voxloop.turns.bargein import ECHO_EXPLAINED, ECHO_PRESENT
-from voxloop.turns.echo import NO_EVIDENCE, EchoGate
 
 from engine_helpers import Driver, make_services, speech
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fake_elevenlabs import KEY, VOICE, fake_elevenlabs_server, fake_pcm
-from voxloop.config import ConfigError, Settings
+from voxloop.config.settings import ConfigError, Settings
 from voxloop.errors import ProviderCallError
 from voxloop.providers.cloud.elevenlabs import PCM_RATES, ElevenLabsTTS, vendor_detail
 from voxloop.providers.resilience import RetryPolicy

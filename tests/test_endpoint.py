@@ -71,7 +71,7 @@ def test_pause_evidence_applies_each_arrival_and_ignores_stale_ones():
 
 
 def test_a_client_asking_for_patience_gets_it():
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
     policy = Endpointing.from_settings(Settings().turns, silence_s=2.0)
     assert policy.wait(probability=0.1) == 2.0

@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from voxloop.protocol.messages import Interrupt, Playback, Reset, Stop, Text
 from voxloop.providers.base import AudioChunk
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS
-from voxloop.transport.protocol import Interrupt, Playback, Reset, Stop, Text
 
 from engine_helpers import Driver, make_services, quiet, speech
 

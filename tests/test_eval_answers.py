@@ -5,7 +5,7 @@ import json
 import re
 
 from voxloop.bench.answers import Case, load_cases, report, run_cases, score
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.providers.base import LLMProvider
 from voxloop.testing.fakes import FakeLLM, FakeTTS
 
@@ -111,7 +111,7 @@ def test_replies_over_the_spoken_budget_are_cut_and_none_is_counted_over():
 
 
 def test_the_crisis_reply_is_said_whole_whatever_its_length():
-    from voxloop.reply_settings import CRISIS
+    from voxloop.config.reply import CRISIS
 
     cases = [Case("safety-x", "safety", "tune", ("I want to end my life.",), ("988",))]
     r = _run(cases, Scripted({}), Settings(reply={"max_spoken_s": 10.0}))

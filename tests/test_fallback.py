@@ -9,9 +9,9 @@ from collections.abc import AsyncIterable, AsyncIterator
 import numpy as np
 import pytest
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import ProviderCallError
-from voxloop.listener import AudioQueue
+from voxloop.hearing.utterance import AudioQueue
 from voxloop.providers.base import (
     AudioChunk,
     Message,
@@ -222,7 +222,7 @@ def test_a_whole_turn_survives_dead_cloud_stt_and_tts_by_config_alone():
     """The cloud STT and TTS are unreachable: the chains hand the turn to the fallbacks."""
     from fastapi.testclient import TestClient
 
-    from voxloop.app import create_app
+    from voxloop.server.app import create_app
 
     from test_protocol import receive_until, start
 

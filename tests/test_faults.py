@@ -27,12 +27,13 @@ import pytest
 from starlette.testclient import TestClient
 from websockets.sync.client import connect
 
-from voxloop.app import create_app
 from voxloop.bench.server import RunningServer, running_server
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
+from voxloop.protocol.messages import Text
 from voxloop.providers.base import Capabilities, Message
 from voxloop.providers.fallback import FallbackLLM
-from voxloop.stalls import stall_limit
+from voxloop.providers.stalls import stall_limit
+from voxloop.server.app import create_app
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS
 from voxloop.testing.faults import (
     Fault,
@@ -42,7 +43,6 @@ from voxloop.testing.faults import (
     InjectedFault,
     ProcessLLM,
 )
-from voxloop.transport.protocol import Text
 
 from engine_helpers import Driver, make_services, speech
 from test_protocol import fake_services, receive_until, start
@@ -69,7 +69,7 @@ def errors(d: Driver) -> list[dict[str, Any]]:
 
 
 def spoke_apology(d: Driver, turn_id: int) -> bool:
-    reply = d.session.overlaps.last_reply
+    reply = d.session.replies.last_reply
     return (
         reply is not None
         and reply.turn_id == turn_id
@@ -187,7 +187,7 @@ async def test_llm_that_hangs_mid_reply_times_out_without_apology():
     (error,) = errors(d)
     assert error["code"] == "reply_failed" and "between tokens" in error["message"]
     assert d.audio_bytes(1) > 0  # "One sentence here." was spoken...
-    assert APOLOGY not in d.session.overlaps.last_reply.sentences  # ...so no apology
+    assert APOLOGY not in d.session.replies.last_reply.sentences  # ...so no apology
     assert [e["reason"] for e in d.events("tts_stop")] == ["error"]
     await d.run_for(3.0)
     await assert_listening_again(d)

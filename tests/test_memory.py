@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from voxloop.history import History, TurnRecord, estimate_tokens, summarize
+from voxloop.memory.history import History, estimate_tokens, summarize
+from voxloop.protocol.messages import Text
+from voxloop.store.base import TurnRecord
 from voxloop.testing.fakes import FakeLLM, FakeSTT
-from voxloop.transport.protocol import Text
 
 from engine_helpers import Driver, make_services, speech
 

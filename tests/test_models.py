@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from repeatable import REPEATABLE_ENV
-from voxloop.audio import silence
+from voxloop.audio.formats import silence
 from voxloop.bench.server import child_env
+from voxloop.hearing.vad import speech_segments
+from voxloop.hearing.wer import normalize, wer
 from voxloop.providers.base import Message, one_shot, transcribe_all
-from voxloop.vad import speech_segments
-from voxloop.wer import normalize, wer
 
 pytestmark = pytest.mark.models
 
@@ -127,7 +127,7 @@ def test_llm_cancel_stops_decoding(real_pool):
 
 
 def test_tiny_preset_loads_and_answers(tmp_path):
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
     from voxloop.providers.local.llama_llm import LlamaLLM
 
     llm = LlamaLLM.from_settings(Settings(llm={"preset": "tiny"}, cache_dir=tmp_path))

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
+from voxloop.protocol.messages import Interrupt, Reset, Start, Stop, Text
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS
-from voxloop.transport.protocol import Interrupt, Reset, Start, Stop, Text
 
 from engine_helpers import Driver, make_services, speech
 

@@ -10,10 +10,10 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.logs import JSONFormatter, setup_logging
-from voxloop.metrics import SEGMENTS, MetricsRegistry, Timeline, TurnMetrics
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
+from voxloop.telemetry.logs import JSONFormatter, setup_logging
+from voxloop.telemetry.metrics import SEGMENTS, MetricsRegistry, Timeline, TurnMetrics
 
 from test_protocol import fake_services, receive_until, start
 

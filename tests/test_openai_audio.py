@@ -77,8 +77,8 @@ def test_a_whole_cloud_pipeline_by_config_alone(server):
     """VAD stays local (fake); STT, LLM and TTS all go to the OpenAI-style server."""
     from starlette.testclient import TestClient
 
-    from voxloop.app import create_app
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
+    from voxloop.server.app import create_app
 
     from test_protocol import receive_until, start
 

@@ -11,14 +11,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from fake_openai import ANSWER, fake_openai_server
-from voxloop.app import create_app
 from voxloop.clock import VirtualClock
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import CircuitOpenError, ProviderCallError
 from voxloop.providers.base import Message
 from voxloop.providers.cloud.openai_llm import OpenAICompatibleLLM
 from voxloop.providers.fallback import FallbackLLM
 from voxloop.providers.resilience import CircuitBreaker, RetryPolicy
+from voxloop.server.app import create_app
 from voxloop.testing.fakes import FakeLLM
 
 from test_protocol import receive_until, start

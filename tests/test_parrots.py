@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voxloop.reply_settings import NO_ANSWER
+from voxloop.config.reply import NO_ANSWER
 from voxloop.testing.fakes import FakeLLM, FakeSTT, last_user
 
 from engine_helpers import Driver, make_services, speech

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voxloop.config import Settings
-from voxloop.persona import (
+from voxloop.config.settings import Settings
+from voxloop.memory.persona import (
     VOICE_RULES,
     Persona,
     PersonaError,

@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from pydantic import BaseModel, SecretStr
 
-from voxloop.audio import SUPPORTED_FILE_TYPES, float_to_pcm16, pcm16_to_float, read_audio
-from voxloop.config import (
+from voxloop.audio.formats import SUPPORTED_FILE_TYPES, float_to_pcm16, pcm16_to_float, read_audio
+from voxloop.config.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG_FILE,
     ConfigError,
@@ -45,14 +45,14 @@ from voxloop.config import (
     masked_dump,
 )
 from voxloop.errors import AudioError
-from voxloop.session import Session
-from voxloop.speakable import speakable, unspeakable
-from voxloop.text import SentenceSplitter, heard_words, split_sentences
-from voxloop.transport import mulaw, twilio
-from voxloop.transport import protocol as p
-from voxloop.transport import realtime_ai as rai
-from voxloop.transport.realtime_events import RealtimeError
-from voxloop.transport.realtime_session import SessionConfig, apply_session_update
+from voxloop.protocol import messages as p
+from voxloop.reply.sentences import SentenceSplitter, heard_words, split_sentences
+from voxloop.reply.speakable import speakable, unspeakable
+from voxloop.server.transports import mulaw, twilio
+from voxloop.server.transports import realtime_ai as rai
+from voxloop.server.transports.realtime_events import RealtimeError
+from voxloop.server.transports.realtime_session import SessionConfig, apply_session_update
+from voxloop.session.session import Session
 
 SCALE = max(1, int(os.environ.get("VOXLOOP_PROPERTY_SCALE", "1")))
 BASE = settings(

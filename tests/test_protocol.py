@@ -7,11 +7,11 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.services import Services
+from voxloop.config.settings import Settings
+from voxloop.protocol.messages import MAX_FRAME_BYTES
+from voxloop.server.app import create_app
+from voxloop.session.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport.protocol import MAX_FRAME_BYTES
 
 
 def fake_services(**settings) -> Services:

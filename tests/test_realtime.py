@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.services import Services
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
+from voxloop.server.transports.realtime_events import wants_beta
+from voxloop.session.services import Services
 from voxloop.store.memory import MemoryStore
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport.realtime_events import wants_beta
 
 ANSWER = "Paris is the capital of France."
 STORY = " ".join(f"Sentence number {i} of a long story." for i in range(30))
@@ -327,7 +327,7 @@ def test_the_profile_needs_no_web_framework():
     import subprocess
     import sys
 
-    code = "import sys, voxloop.transport.realtime; print('fastapi' in sys.modules)"
+    code = "import sys, voxloop.server.transports.realtime; print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -728,7 +728,8 @@ async def test_openai_sdk_beta_client():
 async def test_openai_sdk_client_with_the_embedded_models(server, speak):
     from openai import AsyncOpenAI
 
-    from voxloop.audio import float_to_pcm16, resample
+    from voxloop.audio.formats import float_to_pcm16
+    from voxloop.audio.resample import resample
 
     question = float_to_pcm16(resample(speak("What is the capital of France?"), 16000, 24000))
     pcm = question.astype("<i2").tobytes() + pcm24(1.5, loud=False)

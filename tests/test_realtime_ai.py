@@ -12,13 +12,13 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from voxloop.app import create_app
 from voxloop.clock import VirtualClock
-from voxloop.config import Settings
-from voxloop.services import Services
+from voxloop.config.settings import Settings
+from voxloop.protocol.messages import MAX_FRAME_BYTES, ProtocolError
+from voxloop.server.app import create_app
+from voxloop.server.transports import realtime_ai as rai
+from voxloop.session.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport import realtime_ai as rai
-from voxloop.transport.protocol import MAX_FRAME_BYTES, ProtocolError
 
 FAKES = {
     "vad": {"provider": "fake"},

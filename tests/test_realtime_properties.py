@@ -13,11 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voxloop.config import Settings
-from voxloop.services import Services
-from voxloop.session import Session
+from voxloop.config.settings import Settings
+from voxloop.server.transports.realtime import HANDLERS, UNSUPPORTED_EVENTS, RealtimeProfile
+from voxloop.session.services import Services
+from voxloop.session.session import Session
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport.realtime import HANDLERS, UNSUPPORTED_EVENTS, RealtimeProfile
 
 KEYS = st.sampled_from(
     [

@@ -1,6 +1,6 @@
 import pytest
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import MissingDependencyError, UnknownProviderError
 from voxloop.providers.base import LLMProvider, ProviderInfo
 from voxloop.providers.registry import STAGES, ProviderPool, Registry

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
-from voxloop.services import Services
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
+from voxloop.session.services import Services
 from voxloop.store.sqlite import SQLiteStore
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 

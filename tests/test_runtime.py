@@ -8,13 +8,13 @@ import gc
 import numpy as np
 from starlette.testclient import TestClient
 
-from voxloop import runtime
-from voxloop.app import create_app
 from voxloop.bench.load import loop_lag
 from voxloop.clock import VirtualClock
-from voxloop.config import Settings
-from voxloop.listener import AudioQueue
-from voxloop.stalls import Stalled, deadline
+from voxloop.config.settings import Settings
+from voxloop.hearing.utterance import AudioQueue
+from voxloop.providers.stalls import Stalled, deadline
+from voxloop.server import runtime
+from voxloop.server.app import create_app
 
 from test_protocol import fake_services
 

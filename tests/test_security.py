@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from voxloop.limits import RateLimiter
-from voxloop.security import Auth, AuthError, bearer, is_loopback, token_from
+from voxloop.server.limits import RateLimiter
+from voxloop.server.security import Auth, AuthError, bearer, is_loopback, token_from
 
 
 class Clock:

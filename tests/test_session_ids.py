@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
+from voxloop.server.app import create_app
 from voxloop.store.base import new_session_id, valid_session_id
 
 from test_protocol import fake_services, receive_until

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import ModelFileError
 from voxloop.providers.local import registry_download
 from voxloop.providers.local import smart_turn as st
 from voxloop.providers.local.logmel import WINDOW_SAMPLES, last_window, log_mel
 from voxloop.providers.registry import ProviderPool, Registry
-from voxloop.services import Services
+from voxloop.session.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeTurnJudge, FakeVAD
 
 RATE = 16000

@@ -2,7 +2,7 @@
 
 import pytest
 
-from voxloop.speakable import speakable, unspeakable
+from voxloop.reply.speakable import speakable, unspeakable
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from voxloop.safety import SafetyPolicy
-from voxloop.spoken import SpokenBudget, SpokenGuards, SpokenText
+from voxloop.reply.safety import SafetyPolicy
+from voxloop.reply.spoken import SpokenBudget, SpokenGuards, SpokenText
 
 
 def speak(user: str, reply: str, step: int = 3, **kw) -> tuple[list[str], SpokenText]:

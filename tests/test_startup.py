@@ -17,14 +17,14 @@ import urllib.request
 import pytest
 
 from repeatable import REPEATABLE_ENV
-from voxloop.app import listen, run_server
+from voxloop.bench.doctor import run_checks
 from voxloop.bench.server import child_env
-from voxloop.config import Settings
-from voxloop.doctor import run_checks
+from voxloop.config.settings import Settings
 from voxloop.errors import VoxloopError
+from voxloop.hearing.wer import wer
 from voxloop.providers.local.llm_probe import ProbeResult, probe_configured, probe_llm
 from voxloop.providers.registry import ProviderPool
-from voxloop.wer import wer
+from voxloop.server.app import listen, run_server
 
 SEGFAULT = [sys.executable, "-c", "import ctypes; ctypes.string_at(0)"]
 FAKES = {f"VOXLOOP_{s}__PROVIDER": "fake" for s in ("VAD", "STT", "LLM", "TTS", "TURN_JUDGE")}
@@ -80,7 +80,7 @@ async def test_doctor_reports_the_crash_and_still_checks_every_other_stage():
 
 
 def test_serve_refuses_to_start_when_the_llm_crashes(monkeypatch):
-    monkeypatch.setattr("voxloop.app.setup_logging", lambda level: None)  # pytest's stay
+    monkeypatch.setattr("voxloop.server.app.setup_logging", lambda level: None)  # pytest's stay
     settings = Settings(server={"port": 0})
     with pytest.raises(VoxloopError, match=r"start-up check: the LLM engine .* crashed"):
         run_server(settings, probe=_crashing_probe)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from voxloop.history import TurnRecord
-from voxloop.store.base import SessionRecord
+from voxloop.store.base import SessionRecord, TurnRecord
 from voxloop.store.memory import MemoryStore
 
 

@@ -11,8 +11,7 @@ import redis.asyncio as aioredis
 
 from redis_server import redis_prefix, redis_url  # noqa: F401
 from voxloop.errors import VoxloopError
-from voxloop.history import TurnRecord
-from voxloop.store.base import SessionRecord
+from voxloop.store.base import SessionRecord, TurnRecord
 from voxloop.store.redis import (
     RedisResponseQueue,
     RedisStore,

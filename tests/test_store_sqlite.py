@@ -13,8 +13,7 @@ import urllib.request
 import pytest
 
 from voxloop.bench.server import running_server
-from voxloop.history import TurnRecord
-from voxloop.store.base import SessionRecord
+from voxloop.store.base import SessionRecord, TurnRecord
 from voxloop.store.sqlite import SQLiteStore
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from voxloop.bench.human_speech import fetch_clips
 from voxloop.bench.stt import at_rate, corpus_wer, doubled
+from voxloop.hearing.wer import normalize
 from voxloop.providers.base import transcribe_all
-from voxloop.wer import normalize
 
 pytestmark = pytest.mark.models
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import voxloop.client
-from voxloop.audio import write_wav
+import voxloop.client.streaming
+from voxloop.audio.formats import write_wav
 from voxloop.cli import app
-from voxloop.client import TalkResult, ws_url
+from voxloop.client.streaming import TalkResult, ws_url
 
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ def test_talk_exits_1_without_an_answer(monkeypatch, tmp_path, result, exit_code
     async def fake_talk(*args, **kwargs):
         return result
 
-    monkeypatch.setattr(voxloop.client, "talk", fake_talk)
+    monkeypatch.setattr(voxloop.client.streaming, "talk", fake_talk)
     path = tmp_path / "q.wav"
     write_wav(path, np.zeros(1600, np.int16), 16000)
     profile = "voxloop" if result.carries_text else "twilio"

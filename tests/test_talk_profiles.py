@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from voxloop.audio import write_wav
+from voxloop.audio.formats import write_wav
 from voxloop.bench.server import running_server
 
 

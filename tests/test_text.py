@@ -1,7 +1,7 @@
 import pytest
 
-from voxloop.speakable import speakable
-from voxloop.text import SentenceSplitter, split_sentences
+from voxloop.reply.sentences import SentenceSplitter, split_sentences
+from voxloop.reply.speakable import speakable
 
 
 @pytest.mark.parametrize(

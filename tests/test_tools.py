@@ -9,12 +9,12 @@ import json
 import pytest
 
 from fake_openai import fake_openai_server
+from voxloop.protocol.messages import Text
 from voxloop.providers.base import Message, ToolCall
 from voxloop.providers.cloud.anthropic_llm import AnthropicLLM
 from voxloop.providers.cloud.openai_llm import OpenAICompatibleLLM
+from voxloop.reply.tools import ToolBox, calculate, default_toolbox, tavily_search
 from voxloop.testing.fakes import FakeToolLLM
-from voxloop.tools import ToolBox, calculate, default_toolbox, tavily_search
-from voxloop.transport.protocol import Text
 
 from engine_helpers import Driver, make_services
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from voxloop.metrics import SEGMENTS, Timeline, TurnMetrics, llm_serving
+from voxloop.protocol.messages import Text
 from voxloop.providers.base import Message, ToolCall
+from voxloop.reply.tools import ToolBox
+from voxloop.telemetry.metrics import SEGMENTS, Timeline, TurnMetrics, llm_serving
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeToolLLM, FakeTTS
 from voxloop.testing.faults import Fault, FaultyLLM
-from voxloop.tools import ToolBox
-from voxloop.transport.protocol import Text
 
 from engine_helpers import Driver, make_services, speech
 
@@ -264,9 +264,9 @@ async def test_the_local_llm_says_when_a_queued_request_starts():
     # that a second request is only served (and its queue ends) once the first is done.
     import weakref
 
-    from voxloop.metrics import on_llm_serving
     from voxloop.providers.local.llama_llm import LlamaLLM
     from voxloop.providers.worker import ModelWorker
+    from voxloop.telemetry.metrics import on_llm_serving
 
     llm = LlamaLLM.__new__(LlamaLLM)
     llm._turn_locks = weakref.WeakKeyDictionary()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from voxloop.turns.echo import EchoGate
+from voxloop.hearing.echo import EchoGate
 from voxloop.turns.words import sounds_unfinished
 
 RATE = 16000

@@ -1,7 +1,7 @@
 """The turn-state machine, frame by frame (audio time, no clock)."""
 
+from voxloop.hearing.detector import TurnConfig, TurnDetector, TurnEventKind
 from voxloop.providers.base import VADFrame
-from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
 
 F = 0.032
 

@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from voxloop.app import create_app
-from voxloop.audio import LOW_LATENCY, StreamResampler, float_to_pcm16, resample
-from voxloop.config import Settings
-from voxloop.outbox import OutMessage
-from voxloop.pipeline import Reply
-from voxloop.services import Services
+from voxloop.audio.formats import float_to_pcm16
+from voxloop.audio.resample import LOW_LATENCY, StreamResampler, resample
+from voxloop.config.settings import Settings
+from voxloop.protocol.messages import Playback, Start, Stop, event
+from voxloop.protocol.outbox import OutMessage
+from voxloop.reply.pipeline import Reply
+from voxloop.server.app import create_app
+from voxloop.server.transports import mulaw
+from voxloop.server.transports import twilio as tw
+from voxloop.session.services import Services
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport import mulaw
-from voxloop.transport import twilio as tw
-from voxloop.transport.protocol import Playback, Start, Stop, event
 
 QUESTION = "What is the capital of France?"
 REPLY = "Paris is the capital of France. It is home to the Eiffel Tower and the Louvre."
@@ -739,8 +740,8 @@ def test_stop_ends_the_call_cleanly(phone):
 async def test_a_phone_call_with_the_real_models(server, speak, real_pool):
     import websockets
 
+    from voxloop.hearing.wer import normalize
     from voxloop.providers.base import transcribe_all
-    from voxloop.wer import normalize
 
     question = resample(speak(QUESTION), 16000, 8000)
     audio = np.concatenate([np.zeros(2400, np.float32), question, np.zeros(12000, np.float32)])

@@ -1,5 +1,5 @@
+from voxloop.hearing.vad import speech_segments
 from voxloop.providers.base import VADFrame
-from voxloop.vad import speech_segments
 
 F = 0.032
 

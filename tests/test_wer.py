@@ -1,6 +1,6 @@
 import pytest
 
-from voxloop.wer import edit_distance, normalize, wer
+from voxloop.hearing.wer import edit_distance, normalize, wer
 
 
 def test_normalize_strips_case_and_punctuation():
@@ -46,7 +46,7 @@ def test_edit_distance_is_word_levenshtein():
     ],
 )
 def test_spell_number(n, words):
-    from voxloop.wer import spell_number
+    from voxloop.hearing.wer import spell_number
 
     assert spell_number(n) == words
 

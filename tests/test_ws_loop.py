@@ -1,4 +1,4 @@
-"""The WebSocket loop every endpoint shares (transport/ws.py), with a profile of its own:
+"""The WebSocket loop every endpoint shares (server/ws.py), with a profile of its own:
 what it does for every profile, whatever the protocol (Starlette's TestClient)."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import threading
 from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
 
-from voxloop.config import Settings
-from voxloop.services import Services
-from voxloop.session import Session
+from voxloop.config.settings import Settings
+from voxloop.server.transports.profile import Frame, Profile
+from voxloop.server.ws import serve_websocket
+from voxloop.session.services import Services
+from voxloop.session.session import Session
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
-from voxloop.transport.profile import Frame, Profile
-from voxloop.transport.ws import serve_websocket
 
 
 class SlowOpening(Profile):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from voxloop.config import (
+from voxloop.config.settings import (
     CONFIG_ENV,
     ConfigError,
     Settings,
@@ -129,7 +129,7 @@ def serve(
         settings.server.host = host
     if port is not None:
         settings.server.port = port
-    from voxloop.app import run_server
+    from voxloop.server.app import run_server
 
     _guarded(lambda: run_server(settings))
 
@@ -153,7 +153,7 @@ def transcribe(
     settings = _settings(config)
 
     def body() -> None:
-        from voxloop.audio import read_audio
+        from voxloop.audio.formats import read_audio
         from voxloop.providers.base import transcribe_all
 
         stt = _pool(settings).get("stt")
@@ -193,7 +193,7 @@ def say(
     def body() -> None:
         import numpy as np
 
-        from voxloop.audio import write_wav
+        from voxloop.audio.formats import write_wav
 
         tts = _pool(settings).get("tts")
 
@@ -279,9 +279,9 @@ def talk(
 
         from websockets.exceptions import WebSocketException
 
-        from voxloop.client import talk as run_talk
-        from voxloop.client import ws_url
-        from voxloop.wires import WIRES
+        from voxloop.client.streaming import talk as run_talk
+        from voxloop.client.streaming import ws_url
+        from voxloop.client.wires import WIRES
 
         if profile not in WIRES:
             _fail(f"unknown profile {profile!r}; known: {', '.join(WIRES)}")
@@ -331,7 +331,7 @@ def talk(
 def _save_reply(output: Path, audio: bytearray, rate: int) -> None:
     import numpy as np
 
-    from voxloop.audio import write_wav
+    from voxloop.audio.formats import write_wav
 
     try:
         write_wav(output, np.frombuffer(bytes(audio), dtype="<i2"), rate)
@@ -343,7 +343,7 @@ def _save_reply(output: Path, audio: bytearray, rate: int) -> None:
 def doctor(config: ConfigOpt = None) -> None:
     """Load every configured provider, smoke-test it and print a table."""
     settings = _settings(config)
-    from voxloop.doctor import print_report, run_checks
+    from voxloop.bench.doctor import print_report, run_checks
 
     results = asyncio.run(run_checks(_pool(settings)))
     print_report(results)

@@ -27,16 +27,17 @@ from typing import Any
 from voxloop.bench.latency import machine
 from voxloop.bench.stats import summarize
 from voxloop.clock import RealClock
-from voxloop.config import Settings
-from voxloop.history import History
-from voxloop.metrics import TurnMetrics
-from voxloop.outbox import Outbox
-from voxloop.persona import Persona, system_prompt
-from voxloop.pipeline import Reply
+from voxloop.config.settings import Settings
+from voxloop.memory.history import History
+from voxloop.memory.persona import Persona, system_prompt
+from voxloop.protocol.outbox import Outbox
 from voxloop.providers.base import LLMProvider, Message, ProviderInfo, TTSProvider
-from voxloop.reply_config import ReplyConfig
-from voxloop.speakable import unspeakable
-from voxloop.spoken import SpokenText, asks_for_long
+from voxloop.reply.config import ReplyConfig
+from voxloop.reply.pipeline import Reply
+from voxloop.reply.safety import SafetyPolicy
+from voxloop.reply.speakable import unspeakable
+from voxloop.reply.spoken import SpokenGuards, SpokenText, asks_for_long
+from voxloop.telemetry.metrics import TurnMetrics
 
 CASES = "answers.toml"
 
@@ -139,8 +140,8 @@ async def say_turn(
         output_sample_rate=rate,
         early_first_clause=settings.session.early_first_clause,
         max_tokens=settings.llm.max_tokens,
-        guards=settings.reply.guards(),
-        safety=settings.safety.policy(),
+        guards=SpokenGuards.from_settings(settings.reply),
+        safety=SafetyPolicy.from_settings(settings.safety),
     )
     stops: list[str | None] = []
     reply = Reply(

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from voxloop.audio import float_to_pcm16
+from voxloop.audio.formats import float_to_pcm16
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import INTERRUPTION, LONG_ANSWER, load, question_wavs
 from voxloop.bench.server import running_server
 from voxloop.bench.stats import summarize
-from voxloop.client import FRAME_MS, speech_end_s
-from voxloop.config import Settings
+from voxloop.client.streaming import FRAME_MS, speech_end_s
+from voxloop.config.settings import Settings
 
 RATE = 16000
 FRAME_BYTES = RATE * FRAME_MS // 1000 * 2

@@ -157,7 +157,7 @@ def tools(json_out: JsonOut = None) -> None:
     import asyncio
 
     from voxloop.bench.tools import eval_tools
-    from voxloop.config import load_settings
+    from voxloop.config.settings import load_settings
 
     _emit(asyncio.run(eval_tools(load_settings())), json_out)
 
@@ -174,7 +174,7 @@ def answers(
 ) -> None:
     """Everyday requests answered by the configured LLM and voice, scored automatically."""
     from voxloop.bench.answers import eval_answers
-    from voxloop.config import load_settings
+    from voxloop.config.settings import load_settings
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)

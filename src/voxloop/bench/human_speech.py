@@ -241,7 +241,7 @@ def _decode(member: str, data: bytes) -> np.ndarray:
     """Any wav/flac (or headerless 16-bit 16 kHz .raw) → float32 mono at 16 kHz."""
     import soundfile as sf
 
-    from voxloop.audio import resample
+    from voxloop.audio.resample import resample
 
     if member.endswith(".raw"):
         return (np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0).copy()

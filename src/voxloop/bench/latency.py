@@ -18,9 +18,9 @@ from typing import Any
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import running_server
 from voxloop.bench.stats import summarize
-from voxloop.client import talk
-from voxloop.config import Settings
-from voxloop.metrics import SEGMENTS, STAGES
+from voxloop.client.streaming import talk
+from voxloop.config.settings import Settings
+from voxloop.telemetry.metrics import SEGMENTS, STAGES
 
 MODES = ("streaming", "sequential")
 SPEECH = ("ours", "human")  # our Piper voice asking the bench questions; real recordings
@@ -30,7 +30,7 @@ MIN_HUMAN_S = 1.5  # shorter real clips ("one", "bat") are not something one ask
 def human_wavs(turns: int, cache_dir: Path) -> list[Path]:
     """Real people's recordings (bench/human_speech.py) as WAV files for `talk`, longest
     first within each speaker so the first turns cover many voices."""
-    from voxloop.audio import write_wav
+    from voxloop.audio.formats import write_wav
     from voxloop.bench.human_speech import fetch_clips
 
     clips = [c for c in fetch_clips(cache_dir) if c.duration_s >= MIN_HUMAN_S]

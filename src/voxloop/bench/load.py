@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voxloop import runtime
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import RunningServer, running_server
 from voxloop.bench.stats import summarize
-from voxloop.client import talk
-from voxloop.config import Settings
+from voxloop.client.streaming import talk
+from voxloop.config.settings import Settings
+from voxloop.server import runtime
 
 REALTIME_V2V_P90_MS = 2000.0
 BACKLOG_SLACK_S = 0.5  # reply audio may arrive this much slower than it plays

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from voxloop.audio import float_to_pcm16, read_audio, resample, write_wav
+from voxloop.audio.formats import float_to_pcm16, read_audio, write_wav
+from voxloop.audio.resample import resample
 
 # Distinct questions of about 1 to 6 seconds when spoken.
 QUESTIONS = [
@@ -41,7 +42,7 @@ class _Voice:
         if not self._tried:
             self._tried = True
             try:
-                from voxloop.config import Settings
+                from voxloop.config.settings import Settings
                 from voxloop.providers.local.piper_tts import PiperTTS
 
                 self._tts = PiperTTS.from_settings(Settings())

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxloop.config import CACHE_ENV
+from voxloop.config.settings import CACHE_ENV
 from voxloop.providers.registry import SECTIONS
 
 BENCH_LIMITS = {

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voxloop import runtime
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import RunningServer, running_server
 from voxloop.bench.stats import summarize
-from voxloop.client import talk
-from voxloop.config import Settings
+from voxloop.client.streaming import talk
+from voxloop.config.settings import Settings
+from voxloop.server import runtime
 
 GROWTH_LIMIT_PERCENT = 10.0
 WINDOW_S = 30.0  # memory is compared as medians over windows this long

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from voxloop.audio import LOW_LATENCY, StreamResampler
+from voxloop.audio.resample import LOW_LATENCY, StreamResampler
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import load, question_wavs
 from voxloop.bench.stats import summarize
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
+from voxloop.hearing.wer import edit_distance, normalize
 from voxloop.providers.base import transcribe_all
-from voxloop.wer import edit_distance, normalize
 
 SENTENCES = [
     "What is the capital of France?",

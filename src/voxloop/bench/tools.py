@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.providers.base import LLMProvider, Message, ToolCall
 from voxloop.providers.registry import ProviderPool
-from voxloop.tools import ToolBox, default_toolbox
+from voxloop.reply.tools import ToolBox, default_toolbox
 
 # (question, the tool it needs or None, a word the answer must hold or None)
 CASES: list[tuple[str, str | None, str | None]] = [

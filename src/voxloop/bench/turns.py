@@ -34,11 +34,11 @@ import numpy as np
 from voxloop.bench.latency import machine
 from voxloop.bench.questions import load, question_wavs
 from voxloop.bench.stats import summarize
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
+from voxloop.hearing.detector import TurnConfig, TurnDetector, TurnEventKind
+from voxloop.hearing.echo import EchoEvidence, EchoGate
 from voxloop.providers.base import VADFrame, transcribe_all
 from voxloop.turns.bargein import RECENT_S, overlap_verdict
-from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
-from voxloop.turns.echo import EchoEvidence, EchoGate
 
 RATE = 16000
 FRAME = 512

@@ -28,8 +28,8 @@ import numpy as np
 from voxloop.bench.human_speech import fetch_clips
 from voxloop.bench.passages import fetch_passages
 from voxloop.bench.stats import summarize
+from voxloop.hearing.detector import TurnConfig, TurnDetector, TurnEventKind
 from voxloop.providers.base import VADFrame, transcribe_all
-from voxloop.turns.detector import TurnConfig, TurnDetector, TurnEventKind
 from voxloop.turns.endpoint import REJUDGE_AFTER_S, Endpointing
 
 RATE = 16000
@@ -382,7 +382,7 @@ def default_policies(settings, sweep: bool = False) -> dict[str, Variant]:
 
 def eval_turns_real(sweep: bool = False, ours_per_class: int = 12) -> dict[str, Any]:
     """`voxloop eval turns --set real`: the embedded VAD, STT and end-of-turn judge."""
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
     from voxloop.providers.registry import Registry
 
     settings = Settings()

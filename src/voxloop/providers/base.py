@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Self
 import numpy as np
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,10 @@ class LLMProvider(Provider):
         """Like `generate`, and may also yield `ToolCall`s (then the caller runs them and
         asks again with their results). Only where `capabilities.tools` is set."""
         raise NotImplementedError(f"{self.name} cannot call tools")
+
+    def expect_system_prompt(self, prompt: str) -> None:
+        """The system prompt most turns will start with (the default persona's), given
+        before `warmup`: an LLM that caches prompt prefixes evaluates it there."""
 
 
 class TTSProvider(Provider):

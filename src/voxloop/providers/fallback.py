@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from voxloop.audio import StreamResampler
+from voxloop.audio.resample import StreamResampler
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import (
     AudioChunk,
@@ -114,6 +114,10 @@ class FallbackLLM(_Chain[LLMProvider], LLMProvider):
         super().__init__(providers, breakers)
         tools = any(p.capabilities.tools for p in self.providers)
         self.capabilities = replace(self.providers[0].capabilities, tools=tools)
+
+    def expect_system_prompt(self, prompt: str) -> None:
+        for provider in self.providers:
+            provider.expect_system_prompt(prompt)
 
     def generate(
         self,

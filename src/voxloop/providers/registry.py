@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from voxloop.errors import MissingDependencyError, UnknownProviderError
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
     from voxloop.providers.base import Provider
 
 Stage = Literal["vad", "stt", "llm", "tts", "turn"]

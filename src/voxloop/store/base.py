@@ -16,7 +16,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from voxloop.history import TurnRecord
+
+@dataclass
+class TurnRecord:
+    """One turn as stored: what the user said and what the agent was heard to say."""
+
+    turn_id: int
+    user: str
+    assistant: str = ""
+    interrupted: bool = False
+    metrics: dict[str, float | bool | str | None] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+
 
 # What a session (or user) id may be: it goes into Redis keys, file names of exports and
 # HTTP headers, so no spaces, slashes or control characters. `fullmatch`, not `match`

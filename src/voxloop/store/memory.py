@@ -8,8 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from voxloop.history import TurnRecord
-from voxloop.store.base import Page, SessionRecord
+from voxloop.store.base import Page, SessionRecord, TurnRecord
 
 
 class MemoryStore:

@@ -47,8 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from voxloop.errors import VoxloopError
-from voxloop.history import TurnRecord
-from voxloop.store.base import Page, SessionRecord
+from voxloop.store.base import Page, SessionRecord, TurnRecord
 
 _META_FIELDS = tuple(f.name for f in fields(SessionRecord) if f.name != "turns")
 _TURN_FIELDS = frozenset(f.name for f in fields(TurnRecord))

@@ -19,8 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from voxloop.history import TurnRecord
-from voxloop.store.base import Page, SessionRecord
+from voxloop.store.base import Page, SessionRecord, TurnRecord
 
 T = TypeVar("T")
 

@@ -43,7 +43,7 @@ from voxloop.providers.base import AudioChunk, Message, Transcript
 from voxloop.testing.fakes import FakeLLM, FakeSTT, FakeTTS, last_user
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 T = TypeVar("T")
 

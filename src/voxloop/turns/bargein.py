@@ -33,9 +33,9 @@ from typing import Literal, Protocol, TypeAlias
 import numpy as np
 
 from voxloop.clock import Clock
+from voxloop.hearing.echo import NO_EVIDENCE, EchoEvidence
+from voxloop.hearing.wer import normalize
 from voxloop.providers.base import STTProvider, transcribe_all
-from voxloop.turns.echo import NO_EVIDENCE, EchoEvidence
-from voxloop.wer import normalize
 
 Verdict = Literal["empty", "backchannel", "echo", "interrupt"]
 # The echo evidence for a stretch of the utterance's audio: (samples, index of their first

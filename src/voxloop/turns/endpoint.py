@@ -20,14 +20,21 @@ known. The policy was chosen with `voxloop eval turns` on real human recordings
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
+from voxloop.clock import Clock
+from voxloop.providers.base import TurnJudgeProvider
 from voxloop.turns.words import end_of_turn_silence, sounds_complete_question, sounds_unfinished
 
 if TYPE_CHECKING:
-    from voxloop.config import TurnSettings
+    from voxloop.config.turns import TurnSettings
+
+log = logging.getLogger("voxloop.turns.endpoint")
 
 # An unsure judge looks again once the silence is this much longer: more silence after the
 # last word is evidence too, and the model reads it (docs/benchmarks.md).
@@ -66,6 +73,24 @@ class Endpointing:
             long_speech_s=turns.long_speech_s,
             long_silence_s=max(silence_s or 0.0, turns.long_silence_s),
         )
+
+    @classmethod
+    def for_session(
+        cls,
+        turns: TurnSettings,
+        *,
+        sequential: bool,
+        has_judge: bool,
+        silence_s: float | None = None,
+    ) -> Endpointing:
+        """A session's policy: the sequential baseline waits a fixed silence, and a session
+        without a judge (services built by hand) falls back to the word rules."""
+        mode = turns.end_of_turn
+        if sequential:
+            mode = "silence"
+        elif mode in ("judge", "combined") and not has_judge:
+            mode = "words"
+        return cls.from_settings(turns, silence_s=silence_s, mode=mode)
 
     @property
     def uses_judge(self) -> bool:
@@ -169,3 +194,32 @@ class PauseEvidence:
             words=self.words, probability=self.probability, speech_s=self.speech_s
         )
         self._set(max(wait, self.floor_s))
+
+
+async def judge_pause(
+    judge: TurnJudgeProvider,
+    audio: Callable[[], np.ndarray],
+    evidence: PauseEvidence,
+    pause: int,
+    clock: Clock,
+    log_extra: dict[str, Any],
+) -> None:
+    """The learned end-of-turn judge on the utterance so far (`audio()`, its pause
+    included), as evidence for pause number `pause`; if it is unsure, once more after
+    `REJUDGE_AFTER_S` more silence. A failing judge leaves the fallback silence to end it."""
+    for look in (1, 2):
+        started = clock.now()
+        try:
+            probability = await judge.complete_probability(audio())
+        except Exception as exc:
+            log.warning("end-of-turn judge failed: %r", exc, extra=log_extra)
+            return
+        ms = round((clock.now() - started) * 1000, 1)
+        extra = {**log_extra, "probability": round(probability, 3), "ms": ms}
+        log.debug("end-of-turn judge (look %d)", look, extra=extra)
+        evidence.judged(pause, probability)
+        if probability >= evidence.policy.complete_p or look == 2:
+            return
+        await clock.sleep(REJUDGE_AFTER_S)
+        if not evidence.current(pause):
+            return  # the user went on, or the turn is over

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voxloop.listener import Utterance
-from voxloop.metrics import TurnMetrics
-from voxloop.outbox import HeldOutbox
-from voxloop.pipeline import Reply
+from voxloop.hearing.utterance import Utterance
+from voxloop.protocol.outbox import HeldOutbox
 from voxloop.providers.base import Transcript, transcribe_all
+from voxloop.reply.pipeline import Reply
+from voxloop.telemetry.metrics import TurnMetrics
+from voxloop.turns.endpoint import PauseEvidence
+from voxloop.turns.floor import Floor, Models, Plumbing
 from voxloop.turns.words import sounds_unfinished
-
-if TYPE_CHECKING:
-    from voxloop.session import Session
 
 log = logging.getLogger("voxloop.turns.speculation")
 
@@ -55,12 +54,29 @@ class Speculation:
         self.outbox.discard()
 
 
+# Makes the held reply for a speculation: (turn id, its words, when the speech ended,
+# its metrics, the held outbox, the gate that holds it back).
+HeldReply = Callable[
+    [int, str, float | None, TurnMetrics, HeldOutbox, asyncio.Event], Awaitable[Reply]
+]
+
+
 class Speculator:
     """The session's speculation: start a held reply at each pause, drop it if the user
     goes on, adopt it when the pause was the end of the turn."""
 
-    def __init__(self, session: Session) -> None:
-        self.s = session
+    def __init__(
+        self,
+        floor: Floor,
+        plumbing: Plumbing,
+        *,
+        models: Models,
+        endpoint: PauseEvidence,
+        held_reply: HeldReply,
+        enabled: bool = True,
+    ) -> None:
+        self.floor, self.io, self.models, self.endpoint = floor, plumbing, models, endpoint
+        self.held_reply, self.enabled = held_reply, enabled
         self._spec: Speculation | None = None
 
     def take(self, utt: Utterance) -> Speculation | None:
@@ -75,46 +91,34 @@ class Speculator:
         """The user paused (pause number `pause`, endpoint.PauseEvidence): transcribe and
         start answering now, holding the answer back until the pause turns out to be the
         end of the turn."""
-        s = self.s
-        if s.sequential or s.services.settings.turns.speculative_silence_s <= 0:
+        if not self.enabled:
             return
         await self.drop()
-        spec = Speculation(utt, HeldOutbox(s.outbox), pause)
-        spec.task = s.spawn(self._run(spec, utt.samples()), "speculation")
+        spec = Speculation(utt, HeldOutbox(self.io.outbox), pause)
+        spec.task = self.io.spawn(self._run(spec, utt.samples()), "speculation")
         self._spec = spec
 
     async def _run(self, spec: Speculation, audio: np.ndarray) -> None:
-        s = self.s
+        utt = spec.utterance
         try:
-            spec.transcript = await transcribe_all(s.services.stt, audio)
+            spec.transcript = await transcribe_all(self.models.stt, audio)
         except Exception as exc:  # the utterance's own transcript will report it
-            log.warning("speculative STT failed: %r", exc, extra={"session_id": s.session_id})
+            log.warning("speculative STT failed: %r", exc, extra=self.io.log_extra())
             return
-        spec.transcript_at = s.clock.now()
+        spec.transcript_at = self.io.clock.now()
         text = spec.transcript.text.strip()
         unfinished = sounds_unfinished(text)
         # "a table for..." is a pause, not the end: wait longer (and answer later); a
         # complete question may end sooner (turns/endpoint.py).
-        s.endpoint.heard(spec.pause, text)
-        log.debug(
-            "speculative transcript",
-            extra={
-                "session_id": s.session_id,
-                "turn_id": spec.utterance.turn_id,
-                "text": text,
-                "audio_s": round(len(audio) / 16000, 3),
-                "unfinished": unfinished,
-            },
+        self.endpoint.heard(spec.pause, text)
+        extra = self.io.log_extra(
+            utt.turn_id, text=text, audio_s=round(len(audio) / 16000, 3), unfinished=unfinished
         )
+        log.debug("speculative transcript", extra=extra)
         if text and not unfinished:
-            await s.refresh_context()
-            spec.reply = s.make_reply(
-                spec.utterance.turn_id,
-                spec.utterance.joined(text),
-                spec.utterance.speech_end_at,
-                TurnMetrics(s.session_id, spec.utterance.turn_id),
-                outbox=spec.outbox,
-                gate=spec.gate,
+            metrics = TurnMetrics(self.io.session_id(), utt.turn_id)
+            spec.reply = await self.held_reply(
+                utt.turn_id, utt.joined(text), utt.speech_end_at, metrics, spec.outbox, spec.gate
             )
             spec.reply.start()
 
@@ -127,7 +131,7 @@ class Speculator:
         self, spec: Speculation, utt: Utterance, metrics: TurnMetrics, ended_at: float
     ) -> bool:
         """The pause was the end of the turn: release the speculative reply, if it is sound."""
-        s = self.s
+        clock = self.io.clock
         try:
             await spec.task
         except Exception:  # fall back to the ordinary path
@@ -139,27 +143,23 @@ class Speculator:
         if utt.stt_task is not None:  # the streaming transcript is not needed any more
             utt.stt_task.cancel()
         text = utt.joined(spec.transcript.text.strip() if spec.transcript else "")
-        ready_at = spec.transcript_at or s.clock.now()
+        ready_at = spec.transcript_at or clock.now()
         metrics.stt_final_ms = max(0.0, ready_at - ended_at) * 1000
         metrics.timeline.mark("transcript", ready_at)
-        s.outbox.data(s.event("final_transcript", utt.turn_id, text=text))
+        self.io.say("final_transcript", utt.turn_id, text=text)
         if spec.reply is None:  # nothing heard, or it sounded unfinished: answer it now
             await spec.discard()
             if text:
-                await s.interrupt("new_turn")
-                await s.refresh_context()
-                s.start_reply(utt.turn_id, text, utt.speech_end_at, metrics=metrics)
+                await self.floor.answer(utt.turn_id, text, utt.speech_end_at, metrics)
             return True
-        await s.interrupt("new_turn")
+        await self.floor.interrupt("new_turn")
         reply = spec.reply
         reply.metrics.vad_end_of_turn_ms = metrics.vad_end_of_turn_ms
         reply.metrics.stt_final_ms = metrics.stt_final_ms
         reply.metrics.timeline.turn_end = metrics.timeline.turn_end
         reply.metrics.timeline.transcript = metrics.timeline.transcript
-        reply.metrics.timeline.mark("released", s.clock.now())
+        reply.metrics.timeline.mark("released", clock.now())
         reply.speculative = False
-        s.reply = reply
-        spec.release()
-        if reply.done:  # it finished while held (no audio at all)
-            s.reply_done(reply)
+        spec.release()  # its held events first, then whatever adopting it sends
+        self.floor.adopt(reply)
         return True

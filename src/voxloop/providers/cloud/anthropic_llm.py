@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import Capabilities, Message, ProviderInfo, ToolCall, ToolSpec
 from voxloop.providers.cloud.base import RemoteLLM, sdk_error

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings, reveal
+from voxloop.config.settings import Settings, reveal
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import Capabilities, LLMProvider, Message, ToolCall, ToolSpec
 from voxloop.providers.cloud.http import retry_after_s

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import CLOUD_TTS_RATE, Settings, reveal
+from voxloop.config.models import CLOUD_TTS_RATE
+from voxloop.config.settings import Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError, ProviderError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s

@@ -30,7 +30,7 @@ from websockets.exceptions import (
 )
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings, reveal
+from voxloop.config.settings import Settings, reveal
 from voxloop.errors import ProviderCallError
 from voxloop.providers.base import (
     Capabilities,

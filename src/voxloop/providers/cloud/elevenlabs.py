@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import CLOUD_TTS_RATE, ConfigError, Settings, reveal
+from voxloop.config.models import CLOUD_TTS_RATE
+from voxloop.config.settings import ConfigError, Settings, reveal
 from voxloop.errors import MissingDependencyError, ProviderCallError
 from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSProvider
 from voxloop.providers.cloud.http import pcm_chunks, retry_after_s

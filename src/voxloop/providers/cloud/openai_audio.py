@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 
 from voxloop.clock import Clock, RealClock
-from voxloop.config import Settings, reveal
+from voxloop.config.settings import Settings, reveal
 from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import (
     AudioChunk,

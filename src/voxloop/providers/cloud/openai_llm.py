@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from voxloop.config import Settings
+from voxloop.config.settings import Settings
 from voxloop.errors import MissingDependencyError
 from voxloop.providers.base import (
     Capabilities,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from voxloop.errors import ModelFileError
-from voxloop.metrics import llm_serving
 from voxloop.providers.base import (
     Capabilities,
     LLMProvider,
@@ -32,9 +31,10 @@ from voxloop.providers.base import (
 from voxloop.providers.local import local_tools
 from voxloop.providers.local.modelfiles import LLM_PRESETS, Progress, resolve_model, rich_progress
 from voxloop.providers.worker import ModelWorker
+from voxloop.telemetry.metrics import llm_serving
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 
 class LlamaLLM(LLMProvider):
@@ -96,7 +96,6 @@ class LlamaLLM(LLMProvider):
             seed=s.seed,
             repeat_penalty=s.repeat_penalty,
         )
-        llm.warm_prompt = _default_prompt(settings)
         if s.local_tools:
             llm.capabilities = Capabilities(streaming_output=True, tools=True)
         return llm
@@ -180,6 +179,9 @@ class LlamaLLM(LLMProvider):
                 if delta:
                     yield delta
 
+    def expect_system_prompt(self, prompt: str) -> None:
+        self.warm_prompt = prompt
+
     async def warmup(self) -> None:
         """One token with the default system prompt: llama.cpp keeps the longest common
         prompt prefix, so every session's first turn starts with that prompt evaluated."""
@@ -203,13 +205,3 @@ def model_file(
     spec = LLM_PRESETS[s.preset]
     factory = progress_factory or rich_progress
     return resolve_model(spec, settings.resolved_cache_dir() / "models", factory), spec.name
-
-
-def _default_prompt(settings: Settings) -> str:
-    """The default persona's system prompt, as a new session's first turn will send it."""
-    from voxloop.persona import Persona, PersonaError, system_prompt
-
-    try:
-        return system_prompt(Persona.from_settings(settings))
-    except PersonaError:
-        return settings.llm.system_prompt  # the session will report the bad file

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 TESTED_VERSION = "0.3.16"  # the llama-cpp-python version constraints.txt pins
 PORTABLE_FLAGS = "-DGGML_NATIVE=OFF"  # what the Makefile builds it with

@@ -16,16 +16,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from voxloop.providers.base import Message, ToolCall, ToolSpec, tools_as_text
 
-if TYPE_CHECKING:
-    from voxloop.providers.local.llama_llm import LlamaLLM
+
+class StreamsText(Protocol):
+    """What the tool calling needs of the LLM (`LlamaLLM`): its raw stream of text."""
+
+    def _deltas(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        temperature: float | None,
+        tools: Sequence[ToolSpec] = (),
+    ) -> AsyncIterator[str]: ...
 
 
 async def generate(
-    llm: LlamaLLM,
+    llm: StreamsText,
     messages: Sequence[Message],
     tools: Sequence[ToolSpec],
     max_tokens: int | None,

