@@ -29,7 +29,7 @@ from voxloop.bench.stats import summarize
 from voxloop.clock import RealClock
 from voxloop.config.settings import Settings
 from voxloop.memory.history import History
-from voxloop.memory.persona import Persona, system_prompt
+from voxloop.memory.persona import Persona, default_system_prompt, system_prompt
 from voxloop.protocol.outbox import Outbox
 from voxloop.providers.base import LLMProvider, Message, ProviderInfo, TTSProvider
 from voxloop.reply.config import ReplyConfig
@@ -303,6 +303,7 @@ def eval_answers(
         assert isinstance(llm, LLMProvider) and isinstance(tts, TTSProvider)
 
         async def run() -> list[dict[str, Any]]:
+            llm.expect_system_prompt(default_system_prompt(settings))
             await llm.warmup()
             return await run_cases(cases, llm, tts, settings, progress)
 

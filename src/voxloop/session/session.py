@@ -410,14 +410,15 @@ class Session:
             models=services,
             endpoint=self.endpoint,
             held_reply=floor.held_reply,
-            enabled=not self.sequential and turns.speculative_silence_s > 0,
+            turns=turns,
+            sequential=self.sequential,
         )
         # The end of a turn → its words, in time.
         self.transcripts = Transcripts(
             io,
             models=services,
             stt=s_stt,
-            max_chars=limits.max_text_chars,
+            limits=limits,
             speculator=self.speculator,
             overlaps=self.overlaps,
         )
@@ -426,8 +427,8 @@ class Session:
             floor,
             io,
             listener=self.listener,
-            enabled=turns.continuation and not self.sequential,
-            window_s=turns.continuation_window_s,
+            turns=turns,
+            sequential=self.sequential,
         )
 
     def event(self, type_: str, turn_id: int | None = None, **fields: Any) -> dict[str, Any]:

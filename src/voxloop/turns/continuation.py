@@ -11,6 +11,7 @@ has been heard, speech over it is a barge-in as before (overlap.py).
 
 from __future__ import annotations
 
+from voxloop.config.turns import TurnSettings
 from voxloop.hearing.listener import Listener
 from voxloop.hearing.utterance import KEEP_AUDIO_S, MODEL_RATE, Carried, Utterance
 from voxloop.turns.floor import Floor, Plumbing
@@ -38,11 +39,13 @@ class Continuation:
         plumbing: Plumbing,
         *,
         listener: Listener,
-        enabled: bool,
-        window_s: float,
+        turns: TurnSettings,
+        sequential: bool = False,
     ) -> None:
+        """`turns` is read at each use (`continuation`, `continuation_window_s`); the
+        sequential baseline never continues a turn."""
         self.floor, self.io, self.listener = floor, plumbing, listener
-        self.enabled, self.window_s = enabled, window_s
+        self.turns, self.sequential = turns, sequential
         self._answering: tuple[Carried, float] | None = None  # the voice turn being answered
 
     @staticmethod
@@ -54,11 +57,11 @@ class Continuation:
     def _continues(self, ended_at: float) -> bool:
         reply = self.floor.reply
         return continues(
-            enabled=self.enabled,
+            enabled=self.turns.continuation and not self.sequential,
             reply_audible=reply is not None and reply.audio_started,
             voice_turn=True,
             since_end_s=self.io.clock.now() - ended_at,
-            window_s=self.window_s,
+            window_s=self.turns.continuation_window_s,
         )
 
     async def _withdraw(self, turn_id: int, into: Utterance, carried: Carried) -> None:

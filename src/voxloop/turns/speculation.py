@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voxloop.config.turns import TurnSettings
 from voxloop.hearing.utterance import Utterance
 from voxloop.protocol.outbox import HeldOutbox
 from voxloop.providers.base import Transcript, transcribe_all
@@ -73,10 +74,13 @@ class Speculator:
         models: Models,
         endpoint: PauseEvidence,
         held_reply: HeldReply,
-        enabled: bool = True,
+        turns: TurnSettings,
+        sequential: bool = False,
     ) -> None:
+        """`turns` is read at each pause (`speculative_silence_s` 0 turns speculation off);
+        the sequential baseline never speculates."""
         self.floor, self.io, self.models, self.endpoint = floor, plumbing, models, endpoint
-        self.held_reply, self.enabled = held_reply, enabled
+        self.held_reply, self.turns, self.sequential = held_reply, turns, sequential
         self._spec: Speculation | None = None
 
     def take(self, utt: Utterance) -> Speculation | None:
@@ -91,7 +95,7 @@ class Speculator:
         """The user paused (pause number `pause`, endpoint.PauseEvidence): transcribe and
         start answering now, holding the answer back until the pause turns out to be the
         end of the turn."""
-        if not self.enabled:
+        if self.sequential or self.turns.speculative_silence_s <= 0:
             return
         await self.drop()
         spec = Speculation(utt, HeldOutbox(self.io.outbox), pause)

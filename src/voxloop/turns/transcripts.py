@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from voxloop.config.models import STTSettings
+from voxloop.config.server import LimitSettings
 from voxloop.hearing.utterance import Utterance
 from voxloop.providers.base import Transcript, transcribe_all
 from voxloop.providers.stalls import Stalled, deadline, stall_limit
@@ -27,13 +28,14 @@ class Transcripts:
         *,
         models: Models,
         stt: STTSettings,
-        max_chars: int,
+        limits: LimitSettings,
         speculator: Speculator,
         overlaps: Overlaps,
     ) -> None:
         """`stt`: its timeout and retries, which make the longest wait for it after the end
-        of the turn; `max_chars`: the longest transcript answered (limits.max_text_chars)."""
-        self.io, self.models, self.stt, self.max_chars = plumbing, models, stt, max_chars
+        of the turn; `limits.max_text_chars`: the longest transcript answered. Both are
+        read at each turn."""
+        self.io, self.models, self.stt, self.limits = plumbing, models, stt, limits
         self.speculator, self.overlaps = speculator, overlaps
 
     async def final_text(self, utt: Utterance, metrics: TurnMetrics, ended_at: float) -> str | None:
@@ -113,6 +115,10 @@ class Transcripts:
         )
         if utt.overlap in ("pending", "dismissed"):
             await self.overlaps.abandon(utt)
+
+    @property
+    def max_chars(self) -> int:
+        return self.limits.max_text_chars
 
     def _too_long(self, text: object) -> bool:
         return isinstance(text, str) and len(text) > self.max_chars
