@@ -34,6 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# Starlette's TestClient calls itself "testserver" in `Host`; a loopback server answers only
+# to localhost names (server/guard.py), so the tests' apps are told that name is theirs.
+# Set here too, for the module-scoped apps built before the fixture below first runs.
+TESTSERVER_ENV, TESTSERVER = "VOXLOOP_SERVER__ALLOWED_HOSTS", '["testserver"]'
+os.environ[TESTSERVER_ENV] = TESTSERVER
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[None]:
     """Keep a developer's own VOXLOOP_* environment and voxloop.toml out of the tests."""
@@ -48,6 +55,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Ite
     # says "complete"), not Smart Turn guessing at noise; real-model tests ask for the real
     # one (`real_settings`, test_smart_turn.py).
     monkeypatch.setenv("VOXLOOP_TURN_JUDGE__PROVIDER", "fake")
+    monkeypatch.setenv(TESTSERVER_ENV, TESTSERVER)
     isolated = {k: v for k, v in os.environ.items() if k.startswith("VOXLOOP_")}
     yield
     # The CLI sets VOXLOOP_CONFIG for its own children (`-c`); run in-process by a test,

@@ -81,21 +81,10 @@ def test_another_secret_means_another_server():
         other.check_token(token)
 
 
-def test_origins():
-    a = auth(origins=["https://app.example.com"])
-    a.check_origin(None, "voice.example.com")  # not a browser
-    a.check_origin("https://app.example.com", "voice.example.com")
-    a.check_origin("https://voice.example.com", "voice.example.com")  # same origin
-    with pytest.raises(AuthError) as err:
-        a.check_origin("https://evil.example", "voice.example.com")
-    assert err.value.code == 4403
-
-
 def test_nothing_is_checked_when_auth_is_off():
     a = Auth(enabled=False)
     a.check_api_key(None)
     a.check_token(None)
-    a.check_origin("https://evil.example", "x")
 
 
 def test_where_credentials_come_from():

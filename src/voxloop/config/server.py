@@ -17,6 +17,11 @@ class ServerSettings(BaseModel):
         description="after warm-up, freeze the heap so that full garbage collections skip "
         "it: their pauses stall every session at once (see runtime.py)",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers besides localhost ones on a loopback "
+        'bind (DNS rebinding protection); off loopback, when set, the only ones; "*" any',
+    )
     llm_check: bool = Field(
         True,
         description="before start-up, run the local LLM once in a child process, so that a "

@@ -32,6 +32,8 @@ from voxloop.reply.tools import ToolBox, default_toolbox
 from voxloop.server import endpoints, rest, runtime
 from voxloop.server.endpoints import require_api_key
 from voxloop.server.gate import Gate
+from voxloop.server.guard import SiteGuard, SitePolicy
+from voxloop.server.security import TokenLedger
 from voxloop.session.services import Services
 from voxloop.store.base import ResponseQueue, SessionStore
 from voxloop.telemetry.logs import setup_logging
@@ -66,6 +68,16 @@ def build_store(settings: Settings) -> tuple[SessionStore, ResponseQueue | None,
     from voxloop.store.sqlite import SQLiteStore
 
     return SQLiteStore(settings.resolved_store_path()), None, True
+
+
+def _token_ledger(settings: Settings) -> TokenLedger | None:
+    """Workers on one Redis share their spent session tokens; otherwise each process
+    keeps its own (`Gate`'s default)."""
+    if settings.redis_url is None:
+        return None
+    from voxloop.store.redis import RedisTokenLedger
+
+    return RedisTokenLedger(settings.redis_url.get_secret_value())
 
 
 def build_services(
@@ -148,6 +160,9 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        ledger_close = getattr(app.state.gate.ledger, "close", None)
+        if ledger_close is not None:
+            await ledger_close()
         if services is None:
             await svc.store.close()
             if svc.events is not None:
@@ -155,9 +170,24 @@ def create_app(
             if svc.pool is not None:
                 svc.pool.close()
 
-    app = FastAPI(title="voxloop", version=__version__, lifespan=lifespan)
+    gate = Gate(settings, ledger=_token_ledger(settings))  # capacity, rates, credentials
+    # With auth on, the API's description is the operators' (an API key), not the world's.
+    hidden = {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(
+        title="voxloop",
+        version=__version__,
+        lifespan=lifespan,
+        **(hidden if gate.auth.enabled else {}),
+    )
+    # Web pages the user visits may not use this server (DNS rebinding, cross-site sockets).
+    site = SitePolicy(
+        bind_host=settings.server.host,
+        allowed_hosts=settings.server.allowed_hosts,
+        origins=settings.auth.origins,
+    )
+    app.add_middleware(SiteGuard, policy=site)
     app.state.settings = settings
-    app.state.gate = Gate(settings)  # capacity, rates, credentials (gate.py)
+    app.state.gate = gate
     app.state.ready = False
 
     @app.get("/healthz")
@@ -171,6 +201,13 @@ def create_app(
         if not app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    if gate.auth.enabled:
+
+        @app.get("/openapi.json", dependencies=[Depends(require_api_key)], include_in_schema=False)
+        async def openapi() -> JSONResponse:
+            """The API's OpenAPI description, for holders of an API key."""
+            return JSONResponse(app.openapi())
 
     @app.get("/metrics", dependencies=[Depends(require_api_key)])
     async def metrics() -> Response:

@@ -37,6 +37,7 @@ async def _enter(
             subprotocols=[p for p in offered if p],
             vouched=vouched,
         )
+        await gate.spend(admission)
     except Refusal as refusal:
         await websocket.accept()
         await websocket.close(refusal.code, close_reason(refusal.reason))

@@ -1,11 +1,11 @@
-"""The door every WebSocket comes through: capacity, the per-IP connection rate, the
-credential and the browser's origin, checked in that order before a session exists; and
-the per-IP message rate while it lives. No web framework here: endpoints.py hands in
-what the request carried.
+"""The door every WebSocket comes through: capacity, the per-IP connection rate and the
+credential, checked in that order before a session exists; and the per-IP message rate
+while it lives (a browser's `Host` and `Origin` were checked before, by guard.py). No
+web framework here: endpoints.py hands in what the request carried.
 
 A refusal is a `Refusal` with a WebSocket close code and a reason that names the limit
 (1013 at capacity, with the seconds to wait; 1008 over a rate; 4401 without a valid
-credential; 4403 from a foreign origin).
+credential).
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from dataclasses import dataclass
 
 from voxloop.config.settings import Settings
 from voxloop.server.limits import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, RateLimiter
-from voxloop.server.security import CLOSE_UNAUTHORIZED, Auth, AuthError, bearer, token_from
+from voxloop.server.security import (
+    CLOSE_UNAUTHORIZED,
+    Auth,
+    AuthError,
+    Claims,
+    MemoryLedger,
+    TokenLedger,
+    bearer,
+    token_from,
+)
 
 OPENAI_KEY_PREFIX = "openai-insecure-api-key."  # how OpenAI's browser clients pass a key
 
@@ -30,12 +39,20 @@ class Refusal(Exception):
 @dataclass
 class Admission:
     subprotocol: str | None  # to answer the client's offer with
+    token: Claims | None = None  # the session token it came with, to spend (`spend`)
 
 
 class Gate:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        ledger: TokenLedger | None = None,
+    ) -> None:
+        """`ledger`: where spent tokens are kept (this process's memory by default)."""
         self.limits = settings.limits
         self.auth = Auth.from_settings(settings)
+        self.ledger: TokenLedger = ledger or MemoryLedger()
         lim = self.limits
         self.connections = RateLimiter(lim.connections_per_ip_per_s, lim.connection_burst, clock)
         self.messages = RateLimiter(lim.messages_per_ip_per_s, lim.message_burst, clock)
@@ -67,12 +84,12 @@ class Gate:
         if not self.connections.allow(ip):
             raise Refusal(CLOSE_POLICY, f"too many connections from {ip}; slow down")
         token, chosen = token_from(query.get("token"), subprotocols)
+        claims = None
         try:
-            self.auth.check_origin(headers.get("origin"), headers.get("host"))
             if vouched:
                 pass
             elif token is not None:
-                self.auth.check_token(token)
+                claims = self.auth.check_token(token)
             elif (key := self._api_key(headers, subprotocols)) is not None:
                 self.auth.check_api_key(key)  # server-side clients may present a key
             elif self.auth.enabled:
@@ -86,7 +103,25 @@ class Gate:
         if chosen is None:
             offered = [p for p in subprotocols if not p.startswith(OPENAI_KEY_PREFIX)]
             chosen = offered[0] if offered else None
-        return Admission(chosen)
+        return Admission(chosen, claims)
+
+    async def spend(self, admission: Admission) -> None:
+        """A session token opens one connection: raise `Refusal` (4401) if this one's was
+        used before, here or (through Redis) on another worker."""
+        claims = admission.token
+        if claims is None:
+            return
+        try:
+            first = await self.ledger.first_use(claims.jti, claims.expires_at)
+        except ConnectionError as exc:  # the shared ledger is down: refuse, say why
+            raise Refusal(
+                CLOSE_TRY_AGAIN_LATER, f"cannot check the session token now: {exc}", 5
+            ) from None
+        if not first:
+            raise Refusal(
+                CLOSE_UNAUTHORIZED,
+                "this session token was used already; mint one per connection",
+            )
 
     @staticmethod
     def _api_key(headers: Mapping[str, str], subprotocols: Sequence[str]) -> str | None:

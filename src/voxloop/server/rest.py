@@ -8,19 +8,22 @@ worker picks it up from the store before its next reply).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voxloop.session.services import Services
 from voxloop.store.base import ID_RULE, valid_session_id
 
+MAX_FACT_CHARS = 1000  # one fact
+MAX_FACTS_CHARS = 4000  # all of a session's facts: about 1000 tokens of the system prompt
 # Far past any real listing, and small enough for every store (SQLite's are 64-bit).
 MAX_OFFSET = 2**31 - 1
 
@@ -38,6 +41,11 @@ class _OneLineErrors(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+            except (ConnectionError, sqlite3.OperationalError) as exc:  # the store is down
+                detail = f"the session store is unavailable: {exc}"
+                return JSONResponse(
+                    {"detail": detail}, status_code=503, headers={"Retry-After": "5"}
+                )
 
         return route
 
@@ -66,8 +74,22 @@ class ContextUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instructions: str | None = Field(None, max_length=8000)
-    facts: list[str] | None = Field(None, max_length=100)
+    facts: list[Annotated[str, Field(max_length=MAX_FACT_CHARS)]] | None = Field(
+        None, max_length=100
+    )
     persona: str | None = Field(None, max_length=8000)
+
+    @field_validator("facts")
+    @classmethod
+    def _facts_fit(cls, facts: list[str] | None) -> list[str] | None:
+        """Facts go into every reply's system prompt: together they must leave the LLM
+        room for the conversation (a 1 MB fact made every reply fail)."""
+        total = sum(len(f) for f in facts or ())
+        if total > MAX_FACTS_CHARS:
+            raise ValueError(
+                f"{total} characters of facts in all, over the {MAX_FACTS_CHARS}-character limit"
+            )
+        return facts
 
 
 def _services(request: Request) -> Services:

@@ -1,6 +1,6 @@
-"""Who may come in: API keys for the REST API, short-lived signed tokens for WebSockets,
-and an `Origin` allowlist for browsers. No web framework here; endpoints.py and rest.py
-ask these questions of each request.
+"""Who may come in: API keys for the REST API and short-lived signed tokens for
+WebSockets (browsers' `Host` and `Origin` are guard.py's). No web framework here;
+endpoints.py and rest.py ask these questions of each request.
 
 A token is `v1.<payload>.<signature>`: the payload is base64url JSON with its expiry
 (`exp`, unix seconds) and a random `jti`; the signature is HMAC-SHA256 over
@@ -19,10 +19,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from voxloop.config.settings import Settings
@@ -73,6 +72,38 @@ class Token:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class Claims:
+    """What a valid token says: its id (spent on first use) and its expiry."""
+
+    jti: str
+    expires_at: float
+
+
+class TokenLedger(Protocol):
+    """Which token ids have been used. `first_use` is True once per id, until it expires;
+    the ledger may forget an id after that (the token is refused as expired anyway)."""
+
+    async def first_use(self, jti: str, expires_at: float) -> bool: ...
+
+
+class MemoryLedger:
+    """One process's ledger (workers that share Redis share `RedisTokenLedger`)."""
+
+    def __init__(self, clock=time.time) -> None:
+        self._spent: dict[str, float] = {}
+        self.clock = clock
+
+    async def first_use(self, jti: str, expires_at: float) -> bool:
+        now = self.clock()
+        if len(self._spent) > 1024:  # forget the expired ones now and then
+            self._spent = {j: e for j, e in self._spent.items() if e > now}
+        if jti in self._spent:
+            return False
+        self._spent[jti] = expires_at
+        return True
+
+
 class Auth:
     """The auth policy of one process, built from `[auth]` and the bind address."""
 
@@ -83,14 +114,12 @@ class Auth:
         api_keys: Sequence[str] = (),
         secret: bytes | None = None,
         ttl_s: float = 300.0,
-        origins: Iterable[str] = (),
         clock=time.time,
     ) -> None:
         self.enabled = enabled
         self._keys = [k.encode() for k in api_keys if k]
         self._secret = secret or secrets.token_bytes(32)
         self.ttl_s = ttl_s
-        self.origins = {o.rstrip("/").lower() for o in origins}
         self.clock = clock
 
     @classmethod
@@ -109,9 +138,7 @@ class Auth:
         secret = a.token_secret.get_secret_value().encode() if a.token_secret else None
         if enabled and secret is None:
             log.info("auth.token_secret not set: tokens are valid on this process only")
-        return cls(
-            enabled=enabled, api_keys=keys, secret=secret, ttl_s=a.token_ttl_s, origins=a.origins
-        )
+        return cls(enabled=enabled, api_keys=keys, secret=secret, ttl_s=a.token_ttl_s)
 
     # -- API keys -------------------------------------------------------------------------
 
@@ -141,10 +168,12 @@ class Auth:
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
 
-    def check_token(self, token: str | None) -> None:
-        """Raise `AuthError` (4401) for a missing, forged, malformed or expired token."""
+    def check_token(self, token: str | None) -> Claims | None:
+        """Raise `AuthError` (4401) for a missing, forged, malformed or expired token; its
+        claims otherwise (None with auth off). Whether it was used already is the
+        ledger's to say."""
         if not self.enabled:
-            return
+            return None
         if not token:
             raise AuthError(4401, "a session token is required (POST /api/tokens)")
         parts = token.split(".")
@@ -154,25 +183,13 @@ class Auth:
         if not hmac.compare_digest(self._sign(body).encode(), parts[2].encode()):
             raise AuthError(4401, "the session token's signature is not valid")
         try:
-            expires = float(json.loads(_unb64(parts[1]))["exp"])
+            payload = json.loads(_unb64(parts[1]))
+            expires, jti = float(payload["exp"]), str(payload["jti"])
         except (ValueError, KeyError, TypeError):
             raise AuthError(4401, "the session token is malformed") from None
         if self.clock() >= expires:
             raise AuthError(4401, "the session token has expired; mint a new one")
-
-    # -- browsers -------------------------------------------------------------------------
-
-    def check_origin(self, origin: str | None, host: str | None) -> None:
-        """Browsers send `Origin`; only the server's own origin and the allowlist pass.
-        Non-browser clients send none and are judged by their token alone."""
-        if not self.enabled or origin is None:
-            return
-        origin = origin.rstrip("/").lower()
-        if "*" in self.origins or origin in self.origins:
-            return
-        if host and urlsplit(origin).netloc == host.lower():
-            return  # same origin: the app this server serves
-        raise AuthError(4403, f"origin {origin!r} is not allowed (auth.origins)")
+        return Claims(jti, expires)
 
 
 def bearer(authorization: str | None, api_key_header: str | None = None) -> str | None:

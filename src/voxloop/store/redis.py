@@ -328,3 +328,18 @@ class RedisResponseQueue(_RedisUser):
     async def drop(self, session_id: str) -> None:
         with self._reachable():
             await self.client.delete(self._key(session_id, ":events"))
+
+
+class RedisTokenLedger(_RedisUser):
+    """`TokenLedger` (server/security.py) shared by every worker on this Redis: a spent
+    token id is a key that expires with the token."""
+
+    def __init__(
+        self, url: str, *, prefix: str = "voxloop:", client: aioredis.Redis | None = None
+    ) -> None:
+        super().__init__(url, ttl_s=1.0, prefix=prefix, client=client)
+
+    async def first_use(self, jti: str, expires_at: float) -> bool:
+        key = f"{self.prefix}token:{jti}"
+        with self._reachable():
+            return bool(await self.client.set(key, "1", nx=True, pxat=int(expires_at * 1000) + 1))

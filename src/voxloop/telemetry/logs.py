@@ -2,16 +2,39 @@
 
 Anything passed as `extra={...}` to a logger call becomes a top-level field, so
 `log.info("turn complete", extra={"session_id": sid, "turn_id": 3})` is searchable as-is.
+
+Credentials never reach a line: whatever a logger writes (uvicorn's handshake lines with
+their query strings included) passes `redact` first, which masks `?token=`-style query
+values, token subprotocols and bearer credentials.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+_SECRET_PATTERNS = (
+    # ?token=… &api_key=… in a URL or a query string
+    re.compile(
+        r"(?i)((?:^|[?&;\s])(?:token|access_token|api[_-]?key|key|secret|password|signature)=)"
+        r"[^&\s\"'#;]+"
+    ),
+    re.compile(r"(voxloop\.token\.)[^\s,\"']+"),  # the token subprotocol
+    re.compile(r"(openai-insecure-api-key\.)[^\s,\"']+"),  # OpenAI's browser key subprotocol
+    re.compile(r"(?i)(\bbearer\s+)[^\s,\"']+"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every credential it carries masked as `***`."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
 
 
 class JSONFormatter(logging.Formatter):
@@ -21,13 +44,13 @@ class JSONFormatter(logging.Formatter):
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value
+                out[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
