@@ -386,3 +386,38 @@ def test_a_failure_reported_before_the_reply_started_leaves_no_bubble(
     scripted.send("metrics", 1, interrupted=False, source="text", reply_audio_s=0)
     scripted.settle()
     app.expect(app.bubble("agent", 1)).to_have_count(0)
+
+
+def test_a_conversation_opened_in_a_second_tab_moves_there_and_stays(sync_api, app_url, tmp_path):
+    """A duplicated tab has the first one's session id (browsers copy sessionStorage): it
+    takes the conversation over (docs/protocol.md), and the first says so and does not
+    take it back on its own, which would close the second in turn, for ever."""
+    mic = _mic_file(tmp_path / "mic.wav", np.zeros(1600, np.float32))
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw, mic)
+        try:
+            first, second = (App(browser.new_page(), app_url, sync_api.expect) for _ in "ab")
+            for app in (first, second):
+                app.page.set_default_timeout(TIMEOUT_MS)
+            first.start()
+            first.type("hello there")
+            first.expect(first.bubble("agent", 1)).to_contain_text("You said: hello there")
+            first.page.wait_for_function("window.voxloop.turns.length === 1")  # stored
+            sid = first.page.evaluate("window.voxloop.sessionId")
+            second.page.add_init_script(f"sessionStorage.setItem('voxloop.sessionId', '{sid}')")
+            second.start()
+            assert second.page.evaluate("window.voxloop.sessionId") == first.page.evaluate(
+                "window.voxloop.sessionId"
+            )
+            notice = first.page.get_by_test_id("toast").filter(has_text="another tab")
+            first.expect(notice).to_be_visible()
+            first.expect(first.page.locator(".status-detail")).to_have_text("Conversation ended")
+            assert not first.page.evaluate("window.voxloop.connected")
+            second.type("and again")  # the second tab has the conversation, with its past
+            said = second.page.locator('[data-testid="message"][data-role="agent"]')
+            reply = said.filter(has_text="You said: and again")
+            second.expect(reply).to_be_visible()
+            assert reply.get_attribute("data-turn") == "2"  # numbered after the first tab's
+            assert second.page.evaluate("window.voxloop.connected")
+        finally:
+            browser.close()

@@ -183,7 +183,11 @@ class _Reader:
                 raise _Closing(NORMAL, f"session time limit reached ({lim.max_session_s:g} s)")
             if now >= idle_at:
                 raise _Closing(NORMAL, f"idle: nothing received for {lim.idle_timeout_s:g} s")
-            await asyncio.sleep(min(idle_at, end_at) - now)
+            if self.session.superseded.is_set():
+                raise _Closing(NORMAL, "taken over: the session was resumed on another connection")
+            with contextlib.suppress(TimeoutError):
+                wait = min(idle_at, end_at) - now
+                await asyncio.wait_for(self.session.superseded.wait(), wait)
 
 
 async def _close(websocket: WebSocket, closing: _Closing) -> None:

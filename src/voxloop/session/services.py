@@ -30,6 +30,10 @@ class LiveSession(Protocol):
     @property
     def status(self) -> str: ...
 
+    async def hand_over(self) -> None:
+        """Another connection resumes this session: end this one, once it is stored."""
+        ...
+
     def forget(self) -> None:
         """The stored conversation was deleted: start afresh."""
         ...

@@ -41,6 +41,8 @@ from voxloop.turns.transcripts import Transcripts
 
 log = logging.getLogger("voxloop.session.session")
 
+HAND_OVER_S = 5.0  # the longest a resuming connection waits for the one it takes over
+
 
 class Session:
     def __init__(self, services: Services) -> None:
@@ -84,6 +86,9 @@ class Session:
         # What the current pause's judge and words say, and the wait they ask for.
         self.endpoint = PauseEvidence(policy, self._set_silence, turns.speculative_silence_s)
         self._provisional_id = new_session_id()  # until 'start' names or creates one
+        # One connection per session id: a newer one that resumes it takes it over.
+        self.superseded = asyncio.Event()  # set: the transport ends this connection
+        self._closed = asyncio.Event()  # set once `close` is done (its last writes too)
         self._helpers(services)
         self.output_rate = services.tts.sample_rate  # the client may ask for another
         services.live_sessions.add(self)
@@ -181,6 +186,8 @@ class Session:
         if self.state is None or (msg.session_id and msg.session_id != self.session_id):
             if self.state is not None:
                 await self.state.close()
+            if msg.session_id:
+                await self._take_over(msg.session_id)
             self.state, resumed = await Conversation.resume(
                 svc.store,
                 svc.settings,
@@ -288,6 +295,22 @@ class Session:
                     await self.state.close()  # the last turn's write finishes before we go
             finally:
                 self.services.live_sessions.discard(self)  # only now is it really gone
+                self._closed.set()
+
+    async def hand_over(self, timeout_s: float = HAND_OVER_S) -> None:
+        """Another connection resumes this session: end this one (its transport closes
+        it) and wait until its last turn is stored, so that the newer one reads it all."""
+        self.superseded.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), timeout_s)
+
+    async def _take_over(self, session_id: str) -> None:
+        """A session id is live on one connection at a time (in this process): the
+        newest takes it over, as a client that reconnects expects."""
+        for other in list(self.services.live_sessions):
+            if other is not self and other.session_id == session_id:
+                log.info("session taken over by a new connection", extra={"session_id": session_id})
+                await other.hand_over()
 
     # -- audio → VAD → turns → STT --------------------------------------------------------
 

@@ -176,7 +176,16 @@ client.on("open", () => {
   renderControls();
 });
 
-client.on("close", ({ retryInMs }) => {
+client.on("close", ({ retryInMs, takenOver }) => {
+  if (takenOver) {
+    endConversation();
+    toast({
+      kind: "warn",
+      title: "Open in another window",
+      message: "This conversation went on in another tab or window. Start brings it back here.",
+    });
+    return;
+  }
   const wasOpen = state.connection === "open";
   state.connection = "down";
   state.retryAt = retryInMs !== null ? Date.now() + retryInMs : null;

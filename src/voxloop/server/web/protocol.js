@@ -99,8 +99,12 @@ export class VoxClient {
     ws.onclose = (event) => {
       if (this.ws !== ws) return; // an old socket closing after a newer one opened
       this.ws = null;
+      // Another tab or window resumed this conversation (docs/protocol.md): taking it back
+      // on our own would only close that one in turn, and so on for ever.
+      const takenOver = event.code === 1000 && event.reason.startsWith("taken over");
+      if (takenOver) this.wanted = false;
       const retryInMs = this.wanted ? this.scheduleRetry() : null;
-      this.emit("close", { code: event.code, reason: event.reason, retryInMs });
+      this.emit("close", { code: event.code, reason: event.reason, retryInMs, takenOver });
     };
     // Errors are followed by a close event, which is where we recover.
     ws.onerror = () => {};
