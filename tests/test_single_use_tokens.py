@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from redis_server import redis_url  # noqa: F401  (the fixture)
+from test_site_guard import refused
 from voxloop.config.settings import Settings
 from voxloop.server.app import create_app
 from voxloop.server.security import MemoryLedger
@@ -29,13 +30,6 @@ def mint(client: TestClient) -> str:
     answer = client.post("/api/tokens", headers={"Authorization": f"Bearer {KEY}"})
     assert answer.status_code == 200, answer.text
     return answer.json()["token"]
-
-
-def refused(client: TestClient, path: str) -> tuple[int, str]:
-    with client.websocket_connect(path) as ws, pytest.raises(WebSocketDisconnect) as closed:
-        ws.send_json({"type": "ping"})
-        ws.receive_json()
-    return closed.value.code, closed.value.reason
 
 
 def test_a_token_opens_one_connection_only():

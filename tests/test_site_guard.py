@@ -7,20 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from voxloop.config.settings import Settings
-from voxloop.server.app import create_app
+from test_access import app_with
 from voxloop.server.guard import SitePolicy, hostname
 
-from test_protocol import fake_services, start
+from test_protocol import start
 
 EVIL = "https://evil.example"
-
-
-def app_with(**settings):
-    s = Settings(**settings)
-    services = fake_services()
-    services.settings = s
-    return create_app(s, services=services, warmup=False)
 
 
 @pytest.fixture
