@@ -121,7 +121,9 @@ def test_server_side_clients_may_present_the_api_key(locked):
     assert code == 4401
 
 
-def test_twilio_media_is_let_in_by_its_signature():
+def test_twilio_media_needs_its_signature_and_then_its_calls_token():
+    """A signed handshake is let in, but opens nothing without the token of its call
+    (tests/test_ownership.py follows a whole call)."""
     secret = "twilio-auth-token"
     app = app_with(
         auth={"enabled": "on", "api_keys": [KEY]},
@@ -137,10 +139,10 @@ def test_twilio_media_is_let_in_by_its_signature():
             call = twilio.TwilioCall()
             ws.send_text(call.connected())
             ws.send_text(call.start())
-            ws.send_text(call.stop())
             with pytest.raises(WebSocketDisconnect) as closed:
-                ws.receive_text()
-            assert closed.value.code == 1000
+                while True:
+                    ws.receive_text()
+            assert closed.value.code == 4401 and "token" in closed.value.reason
 
 
 def test_at_capacity_new_sessions_are_told_when_to_come_back():

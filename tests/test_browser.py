@@ -126,7 +126,8 @@ def test_ask_aloud_in_the_browser(server, speak, sync_api, tmp_path):
 
 def test_the_app_signs_in_when_the_server_wants_credentials(sync_api, tmp_path):
     """Auth on: the app asks for the API key once, mints a token with it, and connects;
-    a wrong key is refused and asked for again."""
+    a wrong key is refused and asked for again. After a reload its new token acts for
+    the same user, so it resumes the conversation (a session belongs to its user)."""
     from voxloop.bench.server import running_server
 
     env = {"VOXLOOP_AUTH__ENABLED": "on", "VOXLOOP_AUTH__API_KEYS": '["right-key"]'}
@@ -148,6 +149,13 @@ def test_the_app_signs_in_when_the_server_wants_credentials(sync_api, tmp_path):
             page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
             assert len(prompts) == 2 and "API key" in prompts[0]
             assert page.get_by_test_id("error-toast").count() >= 1  # the wrong key, said
+            session_id = page.evaluate("window.voxloop.sessionId")
+            page.reload()
+            page.get_by_test_id("start").click()
+            # connected: the server's `session` event came, naming the session it opened
+            page.wait_for_function("window.voxloop.connected", timeout=TIMEOUT_MS)
+            assert page.evaluate("window.voxloop.sessionId") == session_id
+            assert len(prompts) == 2  # the key was kept for the tab
         finally:
             browser.close()
 

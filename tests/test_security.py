@@ -42,7 +42,7 @@ def test_api_keys():
 def test_a_token_works_until_it_expires():
     clock = Clock()
     a = auth(ttl_s=60, clock=clock)
-    token = a.mint()
+    token = a.mint("u1")
     assert token.expires_at == clock.t + 60
     a.check_token(token.value)
     clock.t += 59.9
@@ -54,7 +54,7 @@ def test_a_token_works_until_it_expires():
 
 def test_a_token_asks_for_no_more_than_the_configured_lifetime():
     clock = Clock()
-    assert auth(ttl_s=60, clock=clock).mint(ttl_s=3600).expires_at == clock.t + 60
+    assert auth(ttl_s=60, clock=clock).mint("u1", ttl_s=3600).expires_at == clock.t + 60
 
 
 @pytest.mark.parametrize(
@@ -70,12 +70,12 @@ def test_a_token_asks_for_no_more_than_the_configured_lifetime():
 def test_forged_or_broken_tokens_are_refused(tamper):
     a = auth()
     with pytest.raises(AuthError) as err:
-        a.check_token(tamper(a.mint().value))
+        a.check_token(tamper(a.mint("u1").value))
     assert err.value.code == 4401
 
 
 def test_another_secret_means_another_server():
-    token = auth().mint().value
+    token = auth().mint("u1").value
     other = Auth(enabled=True, api_keys=["k"], secret=b"t" * 32)
     with pytest.raises(AuthError, match="signature"):
         other.check_token(token)

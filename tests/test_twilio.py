@@ -290,7 +290,10 @@ def test_the_webhook_answers_a_signed_call_with_twiml(query):
     stream = ET.fromstring(response.text).find("./Connect/Stream")
     assert stream is not None and stream.get("url") == "wss://example.test/twilio/media"
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    token = params.pop("token")  # this call's: tests/test_ownership.py spends it
     assert params == {"caller": "+15551234567", "call_sid": "CAfeed"}
+    payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert payload["sid"] == "twilio-CAfeed" and payload["sub"] is None
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "bm9wZQ=="}])

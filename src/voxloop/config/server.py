@@ -80,6 +80,12 @@ class LimitSettings(BaseModel):
     send_timeout_s: float = Field(
         10.0, gt=0, description="a client that takes longer to accept one frame is dropped"
     )
+    max_outbox_bytes: int = Field(
+        8 << 20,
+        ge=64 << 10,
+        description="the most audio and events that may wait for one client (8 MiB: over a "
+        "minute of 48 kHz audio); a client that lets more pile up is dropped",
+    )
     retry_after_s: int = Field(5, ge=1, description="advertised when at capacity")
 
 

@@ -4,14 +4,20 @@ The data lane keeps a reply's events and audio in order (tts_start, audio…, tt
 control lane (tts_stop, acknowledgements, errors, pongs, status) is always sent first, so a
 barge-in reaches the client before any audio still waiting. `drop_audio(turn_id)` removes
 a cancelled reply's queued audio and events in one step.
+
+What waits is bounded (`max_bytes`): a client that stops reading would otherwise hold a
+reply's audio, and every event after it, in the server's memory until it is cut.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+JSON_BYTES = 256  # what a queued event is counted as (events are small; audio is counted)
 
 
 @dataclass(frozen=True)
@@ -25,25 +31,50 @@ class OutMessage:
     def nbytes(self) -> int:
         return len(self.audio) if self.audio is not None else 0
 
+    @property
+    def weight(self) -> int:
+        """What it counts for against the outbox's bound."""
+        return len(self.audio) if self.audio is not None else JSON_BYTES
+
 
 class Outbox:
-    def __init__(self) -> None:
+    def __init__(
+        self, max_bytes: int | None = None, on_overflow: Callable[[int], None] | None = None
+    ) -> None:
+        """`max_bytes`: the most that may wait; past it nothing more is queued and
+        `on_overflow(max_bytes)` is called, once (the transport then drops the client)."""
         self._control: deque[OutMessage] = deque()
         self._data: deque[OutMessage] = deque()
         self._ready = asyncio.Event()
         self.closed = False
+        self.max_bytes, self.on_overflow = max_bytes, on_overflow
+        self.waiting_bytes = 0
+        self.overflowed = False
 
     def control(self, payload: dict[str, Any]) -> None:
-        self._control.append(OutMessage(json=payload, turn_id=payload.get("turn_id")))
-        self._ready.set()
+        self._put(self._control, OutMessage(json=payload, turn_id=payload.get("turn_id")))
 
     def data(self, payload: dict[str, Any]) -> None:
-        self._data.append(OutMessage(json=payload, turn_id=payload.get("turn_id")))
-        self._ready.set()
+        self._put(self._data, OutMessage(json=payload, turn_id=payload.get("turn_id")))
 
     def audio(self, pcm: bytes, turn_id: int, sentence: int | None = None) -> None:
-        self._data.append(OutMessage(audio=pcm, turn_id=turn_id, sentence=sentence))
+        self._put(self._data, OutMessage(audio=pcm, turn_id=turn_id, sentence=sentence))
+
+    def _put(self, lane: deque[OutMessage], msg: OutMessage) -> None:
+        if self.overflowed:
+            return
+        if self.max_bytes is not None and self.waiting_bytes + msg.weight > self.max_bytes:
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow(self.max_bytes)
+            return
+        self.waiting_bytes += msg.weight
+        lane.append(msg)
         self._ready.set()
+
+    def _taken(self, msg: OutMessage) -> OutMessage:
+        self.waiting_bytes -= msg.weight
+        return msg
 
     def drop_turn(self, turn_id: int, keep_events: frozenset[str] = frozenset()) -> int:
         """Remove queued data of a cancelled turn; returns the audio bytes dropped."""
@@ -52,6 +83,7 @@ class Outbox:
         for msg in self._data:
             if msg.turn_id == turn_id and not (msg.json and msg.json["type"] in keep_events):
                 dropped += msg.nbytes
+                self.waiting_bytes -= msg.weight
             else:
                 kept.append(msg)
         self._data = kept
@@ -66,9 +98,9 @@ class Outbox:
     async def get(self) -> OutMessage:
         while True:
             if self._control:
-                return self._control.popleft()
+                return self._taken(self._control.popleft())
             if self._data:
-                return self._data.popleft()
+                return self._taken(self._data.popleft())
             if self.closed:
                 raise EOFError("outbox closed")
             self._ready.clear()
@@ -76,9 +108,9 @@ class Outbox:
 
     def get_nowait(self) -> OutMessage | None:
         if self._control:
-            return self._control.popleft()
+            return self._taken(self._control.popleft())
         if self._data:
-            return self._data.popleft()
+            return self._taken(self._data.popleft())
         return None
 
     def close(self) -> None:

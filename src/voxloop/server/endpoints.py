@@ -5,15 +5,21 @@ shared loop in ws.py."""
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
+
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxloop.config.settings import Settings
 from voxloop.server.gate import Gate, Refusal
-from voxloop.server.security import AuthError, bearer
+from voxloop.server.security import CLOSE_UNAUTHORIZED, AuthError, bearer
 from voxloop.server.transports.profile import Profile
 from voxloop.server.ws import close_reason, serve_websocket
 from voxloop.session.services import Services
+from voxloop.store.base import ID_PATTERN
 
 router = APIRouter()
 
@@ -43,7 +49,8 @@ async def _enter(
         await websocket.close(refusal.code, close_reason(refusal.reason))
         return
     chosen = subprotocol if subprotocol in offered else admission.subprotocol
-    await serve_websocket(websocket, services, profile, chosen, gate, client_ip(websocket, gate))
+    ip = client_ip(websocket, gate)
+    await serve_websocket(websocket, services, profile, chosen, gate, ip, admission.principal)
 
 
 def client_ip(connection: WebSocket | Request, gate: Gate) -> str:
@@ -69,12 +76,39 @@ def require_api_key(request: Request) -> None:
         ) from None
 
 
+class TokenRequest(BaseModel):
+    """Whom a token acts for. No user: a new anonymous one (`anon-…`, in the answer; mint
+    the next token for it to resume that user's sessions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, pattern=ID_PATTERN)
+    session_id: str | None = Field(None, pattern=ID_PATTERN)
+    ttl_s: float | None = Field(None, gt=0)
+
+
+def _token_request(raw: bytes) -> TokenRequest:
+    """The body, or a 422 that names the field (an empty body asks for the defaults)."""
+    try:
+        return TokenRequest.model_validate(json.loads(raw) if raw.strip() else {})
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            detail = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+        else:
+            detail = f"body: malformed JSON ({exc})"
+        raise HTTPException(422, detail) from None
+
+
 @router.post("/api/tokens", dependencies=[Depends(require_api_key)])
 async def mint_token(request: Request) -> JSONResponse:
     """A short-lived token for one WebSocket connection (`?token=` or the subprotocol
-    `voxloop.token.<token>`). At capacity: 503 with Retry-After, before anyone dials."""
+    `voxloop.token.<token>`), acting for one user (and maybe one session). At capacity:
+    503 with Retry-After, before anyone dials."""
     gate: Gate = request.app.state.gate
     services: Services = request.app.state.services
+    wanted = _token_request(await request.body())
     full = gate.at_capacity(len(services.live_sessions))
     if full is not None:
         return JSONResponse(
@@ -82,9 +116,16 @@ async def mint_token(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(full.retry_after_s)},
         )
-    token = gate.auth.mint()
+    user = wanted.user or f"anon-{secrets.token_urlsafe(9)}"
+    token = gate.auth.mint(user, wanted.session_id, wanted.ttl_s)
     return JSONResponse(
-        {"token": token.value, "expires_at": token.expires_at, "ttl_s": gate.auth.ttl_s}
+        {
+            "token": token.value,
+            "user": user,
+            "session_id": wanted.session_id,
+            "expires_at": token.expires_at,
+            "ttl_s": round(token.expires_at - gate.auth.clock(), 3),
+        }
     )
 
 
@@ -118,41 +159,68 @@ async def ws(websocket: WebSocket) -> None:
     await _enter(websocket, profile)
 
 
+CALL_ANSWERED_FOR_S = 24 * 3600  # a call's webhook is answered once within this time
+
+
 @router.post("/twilio/voice")
 async def twilio_voice(request: Request) -> Response:
-    """Twilio's incoming-call webhook: answer with TwiML that streams the call to us."""
+    """Twilio's incoming-call webhook: answer with TwiML that streams the call to us, with
+    a token for that call's session only. Each call is answered once: a replayed webhook
+    (its signature is valid for ever) gets 403 instead of a second token."""
     from voxloop.server.transports import twilio
 
     services: Services = request.app.state.services
+    gate: Gate = request.app.state.gate
     settings = services.settings.twilio
     body = (await request.body()).decode("utf-8", "replace")
+    params = twilio.form_params(body)
     public = settings.public_url or str(request.base_url)
     if settings.auth_token is not None:
         url = twilio.webhook_url(public, request.url.path, request.url.query)
         signature = request.headers.get("x-twilio-signature", "")
-        if not twilio.valid_signature(
-            settings.auth_token.get_secret_value(), url, twilio.form_params(body), signature
-        ):
+        secret = settings.auth_token.get_secret_value()
+        if not twilio.valid_signature(secret, url, params, signature):
             return PlainTextResponse("invalid X-Twilio-Signature", status_code=403)
-    xml = twilio.twiml(twilio.media_url(public), twilio.form_params(body))
+    session_id = twilio.call_session_id(params.get("CallSid"))
+    if session_id is None:
+        return PlainTextResponse("the webhook needs a CallSid of [A-Za-z0-9]", status_code=400)
+    try:
+        await gate.first_use(
+            f"twilio-call:{session_id}",
+            time.time() + CALL_ANSWERED_FOR_S,
+            "this call was answered already",
+        )
+    except Refusal as refusal:
+        status = 503 if refusal.retry_after_s else 403
+        return PlainTextResponse(refusal.reason, status_code=status)
+    token = gate.auth.mint(None, session_id)
+    xml = twilio.twiml(twilio.media_url(public), params, token.value)
     return Response(xml, media_type="application/xml")
 
 
 @router.websocket("/twilio/media")
 async def twilio_media(websocket: WebSocket) -> None:
+    """A call's media stream. Its handshake is signed (when twilio.auth_token is set), but
+    that signature is the same for every call: the credential is the token of the call,
+    which /twilio/voice put in the TwiML and Twilio sends back in the stream's `start`."""
     from voxloop.server.transports import twilio
 
     settings: Settings = websocket.app.state.services.settings
-    signed = False
-    if settings.twilio.auth_token is not None:  # Twilio signs the handshake too
+    gate: Gate = websocket.app.state.gate
+    if settings.twilio.auth_token is not None:
         public = settings.twilio.public_url or str(websocket.base_url)
-        signed = twilio.valid_signature(
+        if not twilio.valid_signature(
             settings.twilio.auth_token.get_secret_value(),
             twilio.media_url(public),
             {},
             websocket.headers.get("x-twilio-signature", ""),
-        )
-    await _enter(websocket, twilio.TwilioProfile(), vouched=signed)
+        ):
+            await websocket.accept()
+            await websocket.close(CLOSE_UNAUTHORIZED, "invalid X-Twilio-Signature")
+            return
+    required = settings.twilio.auth_token is not None or gate.auth.enabled
+    profile = twilio.TwilioProfile(gate.redeem if required else None)
+    await _enter(websocket, profile, vouched=True)
 
 
 @router.websocket("/v1/realtime")

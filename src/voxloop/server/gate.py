@@ -26,6 +26,7 @@ from voxloop.server.security import (
     bearer,
     token_from,
 )
+from voxloop.session.principal import OPERATOR, Principal
 
 OPENAI_KEY_PREFIX = "openai-insecure-api-key."  # how OpenAI's browser clients pass a key
 
@@ -40,6 +41,12 @@ class Refusal(Exception):
 class Admission:
     subprotocol: str | None  # to answer the client's offer with
     token: Claims | None = None  # the session token it came with, to spend (`spend`)
+
+    @property
+    def principal(self) -> Principal:
+        """Whom the connection acts for: its token's user, else the operator (an API key,
+        a vouched caller, or auth off)."""
+        return self.token.principal if self.token is not None else OPERATOR
 
 
 class Gate:
@@ -77,8 +84,8 @@ class Gate:
         subprotocols: Sequence[str],
         vouched: bool = False,
     ) -> Admission:
-        """Let a WebSocket in, or raise `Refusal`. `vouched`: the caller already proved
-        who it is another way (a valid X-Twilio-Signature)."""
+        """Let a WebSocket in, or raise `Refusal`. `vouched`: the caller proves who it is
+        another way (a Twilio stream, with the token of its call in its `start`)."""
         if (full := self.at_capacity(live)) is not None:
             raise full
         if not self.connections.allow(ip):
@@ -105,23 +112,35 @@ class Gate:
             chosen = offered[0] if offered else None
         return Admission(chosen, claims)
 
+    async def redeem(self, token: str | None) -> Principal:
+        """Check and spend a token that came after the handshake (a Twilio call's, in its
+        `start`), auth on or off; whom it acts for, or `Refusal`."""
+        try:
+            claims = self.auth.verify(token)
+        except AuthError as exc:
+            raise Refusal(exc.code, exc.message) from None
+        await self.spend(Admission(None, claims))
+        return claims.principal
+
     async def spend(self, admission: Admission) -> None:
         """A session token opens one connection: raise `Refusal` (4401) if this one's was
         used before, here or (through Redis) on another worker."""
         claims = admission.token
         if claims is None:
             return
+        used = "this session token was used already; mint one per connection"
+        await self.first_use(claims.jti, claims.expires_at, used)
+
+    async def first_use(self, key: str, until: float, used: str) -> None:
+        """Raise `Refusal` (4401, `used`) unless this is the first use of `key`."""
         try:
-            first = await self.ledger.first_use(claims.jti, claims.expires_at)
+            first = await self.ledger.first_use(key, until)
         except ConnectionError as exc:  # the shared ledger is down: refuse, say why
             raise Refusal(
                 CLOSE_TRY_AGAIN_LATER, f"cannot check the session token now: {exc}", 5
             ) from None
         if not first:
-            raise Refusal(
-                CLOSE_UNAUTHORIZED,
-                "this session token was used already; mint one per connection",
-            )
+            raise Refusal(CLOSE_UNAUTHORIZED, used)
 
     @staticmethod
     def _api_key(headers: Mapping[str, str], subprotocols: Sequence[str]) -> str | None:

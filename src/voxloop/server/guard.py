@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from voxloop.server.security import CLOSE_FORBIDDEN, is_loopback
+from voxloop.server.security import is_loopback
+from voxloop.session.principal import CLOSE_FORBIDDEN
 
 log = logging.getLogger("voxloop.server.guard")
 

@@ -3,10 +3,11 @@ WebSockets (browsers' `Host` and `Origin` are guard.py's). No web framework here
 endpoints.py and rest.py ask these questions of each request.
 
 A token is `v1.<payload>.<signature>`: the payload is base64url JSON with its expiry
-(`exp`, unix seconds) and a random `jti`; the signature is HMAC-SHA256 over
-`v1.<payload>` with the server's token secret. Every comparison of a secret is
-constant-time. Several workers or hosts accept each other's tokens when they share
-`auth.token_secret`.
+(`exp`, unix seconds), a random `jti`, the user it acts for (`sub`) and maybe the one
+session it may open (`sid`); session/principal.py says what that allows. The signature
+is HMAC-SHA256 over `v1.<payload>` with the server's token secret. Every comparison of a
+secret is constant-time. Several workers or hosts accept each other's tokens when they
+share `auth.token_secret`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from voxloop.session.principal import Principal
+
 if TYPE_CHECKING:
     from voxloop.config.settings import Settings
 
@@ -32,7 +35,6 @@ VERSION = "v1"
 SUBPROTOCOL_PREFIX = "voxloop.token."  # Sec-WebSocket-Protocol: voxloop.token.<token>
 # WebSocket close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
 
 
 class AuthError(Exception):
@@ -70,14 +72,24 @@ def _unb64(text: str) -> bytes:
 class Token:
     value: str
     expires_at: float
+    user: str | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Claims:
-    """What a valid token says: its id (spent on first use) and its expiry."""
+    """What a valid token says: its id (spent on first use), its expiry, and whom it acts
+    for (`user`; None: no user, as a phone call's token) in which session (None: any of
+    the user's)."""
 
     jti: str
     expires_at: float
+    user: str | None = None
+    session_id: str | None = None
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(user=self.user, session_id=self.session_id)
 
 
 class TokenLedger(Protocol):
@@ -158,12 +170,20 @@ class Auth:
 
     # -- session tokens -------------------------------------------------------------------
 
-    def mint(self, ttl_s: float | None = None) -> Token:
+    def mint(
+        self, user: str | None, session_id: str | None = None, ttl_s: float | None = None
+    ) -> Token:
+        """A token that acts for `user` (and opens `session_id` only, when given). One
+        with neither could open every session that has no user: there is no such token."""
+        if user is None and session_id is None:
+            raise ValueError("a session token acts for a user or opens one session")
         ttl = min(ttl_s or self.ttl_s, self.ttl_s)
         expires = self.clock() + ttl
-        payload = _b64(json.dumps({"exp": round(expires, 3), "jti": secrets.token_hex(8)}).encode())
-        body = f"{VERSION}.{payload}"
-        return Token(f"{body}.{self._sign(body)}", expires)
+        claims = {"exp": round(expires, 3), "jti": secrets.token_hex(8), "sub": user}
+        if session_id is not None:
+            claims["sid"] = session_id
+        body = f"{VERSION}.{_b64(json.dumps(claims).encode())}"
+        return Token(f"{body}.{self._sign(body)}", expires, user, session_id)
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
@@ -172,8 +192,10 @@ class Auth:
         """Raise `AuthError` (4401) for a missing, forged, malformed or expired token; its
         claims otherwise (None with auth off). Whether it was used already is the
         ledger's to say."""
-        if not self.enabled:
-            return None
+        return self.verify(token) if self.enabled else None
+
+    def verify(self, token: str | None) -> Claims:
+        """`check_token`, with auth on or off (a Twilio call's token is checked always)."""
         if not token:
             raise AuthError(4401, "a session token is required (POST /api/tokens)")
         parts = token.split(".")
@@ -185,11 +207,14 @@ class Auth:
         try:
             payload = json.loads(_unb64(parts[1]))
             expires, jti = float(payload["exp"]), str(payload["jti"])
-        except (ValueError, KeyError, TypeError):
+            user, sid = payload.get("sub"), payload.get("sid")
+            if not all(v is None or isinstance(v, str) for v in (user, sid)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(4401, "the session token is malformed") from None
         if self.clock() >= expires:
             raise AuthError(4401, "the session token has expired; mint a new one")
-        return Claims(jti, expires)
+        return Claims(jti, expires, user, sid)
 
 
 def bearer(authorization: str | None, api_key_header: str | None = None) -> str | None:

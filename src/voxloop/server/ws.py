@@ -20,6 +20,7 @@ from voxloop.memory.conversation import StoreWriter
 from voxloop.server.gate import Gate
 from voxloop.server.limits import CLOSE_POLICY
 from voxloop.server.transports.profile import Frame, Profile
+from voxloop.session.principal import OPERATOR, Principal
 from voxloop.session.services import Services
 from voxloop.session.session import Session
 
@@ -60,6 +61,7 @@ async def serve_websocket(
     subprotocol: str | None = None,
     gate: Gate | None = None,
     ip: str | None = None,
+    principal: Principal = OPERATOR,
 ) -> None:
     """Three tasks per connection: the reader (the profile's opening, then client frames
     into the session), the sender (the session's messages out, once the opening frames
@@ -69,7 +71,7 @@ async def serve_websocket(
     limits = services.settings.limits if gate is None else gate.limits
     ip = ip or (websocket.client.host if websocket.client else "unknown")
     await websocket.accept(subprotocol=subprotocol)
-    session = Session(services)
+    session = Session(services, principal)
     send = _Sender(websocket, asyncio.Lock(), limits)
     reader = _Reader(websocket, session, profile, send, gate, limits, ip)
     tasks = [
@@ -183,11 +185,12 @@ class _Reader:
                 raise _Closing(NORMAL, f"session time limit reached ({lim.max_session_s:g} s)")
             if now >= idle_at:
                 raise _Closing(NORMAL, f"idle: nothing received for {lim.idle_timeout_s:g} s")
-            if self.session.superseded.is_set():
-                raise _Closing(NORMAL, "taken over: the session was resumed on another connection")
+            if self.session.ending.is_set():  # taken over, or a refused start
+                code, reason, abort = self.session.ended_with
+                raise _Closing(code, reason, abort=abort)
             with contextlib.suppress(TimeoutError):
                 wait = min(idle_at, end_at) - now
-                await asyncio.wait_for(self.session.superseded.wait(), wait)
+                await asyncio.wait_for(self.session.ending.wait(), wait)
 
 
 async def _close(websocket: WebSocket, closing: _Closing) -> None:

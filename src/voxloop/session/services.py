@@ -30,6 +30,11 @@ class LiveSession(Protocol):
     @property
     def status(self) -> str: ...
 
+    @property
+    def owner(self) -> str | None:
+        """The user it belongs to (None: the operator's)."""
+        ...
+
     async def hand_over(self) -> None:
         """Another connection resumes this session: end this one, once it is stored."""
         ...

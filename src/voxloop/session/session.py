@@ -28,6 +28,7 @@ from voxloop.memory.conversation import Canned, Conversation
 from voxloop.protocol import messages as p
 from voxloop.protocol.outbox import Outbox
 from voxloop.reply.pipeline import Reply
+from voxloop.session.principal import OPERATOR, Forbidden, Principal, check_owner
 from voxloop.session.replies import Replies
 from voxloop.session.services import Services
 from voxloop.store.base import new_session_id
@@ -41,14 +42,18 @@ from voxloop.turns.transcripts import Transcripts
 
 log = logging.getLogger("voxloop.session.session")
 
+CLOSE_POLICY = 1008  # WebSocket close code: the client broke a limit
 HAND_OVER_S = 5.0  # the longest a resuming connection waits for the one it takes over
 
 
 class Session:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, principal: Principal = OPERATOR) -> None:
+        """`principal`: whom the connection acts for (session/principal.py); the
+        transport may set it later, before the `start` (a Twilio call's token)."""
         self.services = services
+        self.principal = principal
         self.clock = services.clock
-        self.outbox = Outbox()
+        self.outbox = Outbox(services.settings.limits.max_outbox_bytes, self._overflowed)
         self.state: Conversation | None = None
         self.turn_counter = 0
         self._tasks: set[asyncio.Task] = set()
@@ -86,8 +91,10 @@ class Session:
         # What the current pause's judge and words say, and the wait they ask for.
         self.endpoint = PauseEvidence(policy, self._set_silence, turns.speculative_silence_s)
         self._provisional_id = new_session_id()  # until 'start' names or creates one
-        # One connection per session id: a newer one that resumes it takes it over.
-        self.superseded = asyncio.Event()  # set: the transport ends this connection
+        # Set (by `end`): the transport closes the connection with `ended_with`. A newer
+        # connection that resumes this session id takes it over that way.
+        self.ending = asyncio.Event()
+        self.ended_with: tuple[int, str, bool] = (1000, "", False)  # code, reason, abort
         self._closed = asyncio.Event()  # set once `close` is done (its last writes too)
         self._helpers(services)
         self.output_rate = services.tts.sample_rate  # the client may ask for another
@@ -96,6 +103,11 @@ class Session:
     @property
     def session_id(self) -> str:
         return self.state.session_id if self.state else self._provisional_id
+
+    @property
+    def owner(self) -> str | None:
+        """The user the session belongs to (None: the operator's)."""
+        return self.state.record.user_id if self.state else self.principal.user
 
     @property
     def started(self) -> bool:
@@ -181,19 +193,27 @@ class Session:
 
     async def _start(self, msg: p.Start) -> None:
         svc = self.services
+        try:  # whose it is, before anything is stopped, opened or taken over
+            session_id, user_id = self.principal.names(msg.session_id, msg.user_id)
+            if session_id and session_id != self.session_id:
+                await check_owner(self.principal, session_id, svc.live_sessions, svc.store)
+        except Forbidden as refused:
+            self.error("forbidden", refused.message)
+            self.end(refused.code, refused.message)
+            return
         if self.started:
             await self._stop(acknowledge=False)
-        if self.state is None or (msg.session_id and msg.session_id != self.session_id):
+        if self.state is None or (session_id and session_id != self.session_id):
             if self.state is not None:
                 await self.state.close()
-            if msg.session_id:
-                await self._take_over(msg.session_id)
+            if session_id:
+                await self._take_over(session_id)
             self.state, resumed = await Conversation.resume(
                 svc.store,
                 svc.settings,
-                msg.session_id,
+                session_id,
                 self.error,
-                user_id=msg.user_id,
+                user_id=user_id,
                 new_id=self._provisional_id,
             )
         else:
@@ -297,10 +317,22 @@ class Session:
                 self.services.live_sessions.discard(self)  # only now is it really gone
                 self._closed.set()
 
+    def end(self, code: int, reason: str, abort: bool = False) -> None:
+        """Have the transport close the connection with this WebSocket close code (or
+        reset it, `abort`: a client that does not read would never take a close frame)."""
+        if not self.ending.is_set():
+            self.ended_with = (code, reason, abort)
+            self.ending.set()
+
+    def _overflowed(self, max_bytes: int) -> None:
+        reason = f"client too slow: over {max_bytes} bytes waiting for it (limits.max_outbox_bytes)"
+        log.warning(reason, extra={"session_id": self.session_id})
+        self.end(CLOSE_POLICY, reason, abort=True)
+
     async def hand_over(self, timeout_s: float = HAND_OVER_S) -> None:
         """Another connection resumes this session: end this one (its transport closes
         it) and wait until its last turn is stored, so that the newer one reads it all."""
-        self.superseded.set()
+        self.end(1000, "taken over: the session was resumed on another connection")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), timeout_s)
 

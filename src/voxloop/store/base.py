@@ -33,6 +33,7 @@ class TurnRecord:
 # HTTP headers, so no spaces, slashes or control characters. `fullmatch`, not `match`
 # with `$`: `$` also matches before a trailing newline.
 ID_RULE = "1-128 of [A-Za-z0-9_.:-]"
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"  # for pydantic fields (no trailing newline: `\Z`)
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 

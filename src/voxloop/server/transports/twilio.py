@@ -8,6 +8,11 @@ agent's voice in the same format), `mark` (Twilio echoes it when the audio befor
 played: that tells the session what the caller heard) and `clear` (flush Twilio's buffer:
 barge-in). Native voxloop events that Twilio does not know are never sent to it.
 
+The webhook puts a single-use token for the call's session (`twilio-<CallSid>`) in the
+TwiML; the stream's `start` brings it back and nothing is opened without it (when auth or
+twilio.auth_token is on). Twilio's signatures alone can be replayed: the stream's handshake
+signature is the same for every call.
+
 Resampling happens here, with the low-latency resampler (audio/resample.py): soxr's streaming
 mode holds back 10-115 ms of audio, too much for turn-taking on a call. The session sees
 16 kHz in (the models' rate) and gives out the TTS's own rate; this profile converts.
@@ -24,7 +29,7 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -33,8 +38,10 @@ import numpy as np
 
 from voxloop.audio.resample import LOW_LATENCY, StreamResampler
 from voxloop.protocol.messages import Playback, Start, Stop
+from voxloop.server.gate import Refusal
 from voxloop.server.transports import mulaw
 from voxloop.server.transports.profile import Frame, Profile
+from voxloop.session.principal import Principal
 from voxloop.store.base import valid_session_id
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("voxloop.twilio")
 
 MEDIA_PATH = "/twilio/media"
+Authorize = Callable[[str | None], Awaitable[Principal]]  # a call's token → whom it acts for
 RATE = 8000  # Twilio's μ-law is always 8 kHz mono
 SESSION_RATE = 16000  # what the session is given: the models' rate, so it resamples nothing
 FRAME_BYTES = 160  # 20 ms of μ-law: the size Twilio sends and we send
@@ -116,10 +124,21 @@ def media_url(public: str) -> str:
     return base + MEDIA_PATH
 
 
-def twiml(stream_url: str, params: Mapping[str, str]) -> str:
-    """Answer a call by streaming it to us both ways; the caller's number and the call's id
-    ride along as custom parameters (they come back in the stream's `start`)."""
-    custom = {"caller": params.get("From", ""), "call_sid": params.get("CallSid", "")}
+def call_session_id(call_sid: str | None) -> str | None:
+    """The session of a call: `twilio-<CallSid>` (None for a missing or odd CallSid)."""
+    sid = f"twilio-{call_sid}" if call_sid else None
+    return sid if sid and valid_session_id(sid) else None
+
+
+def twiml(stream_url: str, params: Mapping[str, str], token: str | None = None) -> str:
+    """Answer a call by streaming it to us both ways; the caller's number, the call's id
+    and the call's token ride along as custom parameters (they come back in the stream's
+    `start`: Twilio drops a query string from the stream's URL)."""
+    custom = {
+        "caller": params.get("From", ""),
+        "call_sid": params.get("CallSid", ""),
+        "token": token or "",
+    }
     tags = "".join(
         f'<Parameter name="{_attr(name)}" value="{_attr(value)}"/>'
         for name, value in custom.items()
@@ -145,7 +164,11 @@ class TwilioProfile(Profile):
 
     name = "twilio"
 
-    def __init__(self) -> None:
+    def __init__(self, authorize: Authorize | None = None) -> None:
+        """`authorize`: checks and spends the call's token (the `token` custom parameter)
+        and says whom the call acts for, or raises `Refusal`; None: no token needed (auth
+        off and no twilio.auth_token), the call acts as the operator."""
+        self.authorize = authorize
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self.stopped = False
@@ -216,19 +239,23 @@ class TwilioProfile(Profile):
         call_sid = start.get("callSid")
         self.call_sid = call_sid if isinstance(call_sid, str) else None
         self.stream_sid = sid
+        if self.authorize is not None:
+            try:
+                session.principal = await self.authorize(custom.get("token"))
+            except Refusal as refusal:
+                session.error("unauthorized", refusal.reason)
+                session.end(refusal.code, refusal.reason)
+                return
         await session.handle(
             Start(
                 sample_rate=SESSION_RATE,
                 output_sample_rate=None,  # the TTS's own rate: resampled here, quickly
-                session_id=self._id(session, custom, "session_id") or self._call_session_id(),
+                session_id=self._id(session, custom, "session_id")
+                or call_session_id(self.call_sid),
                 user_id=self._id(session, custom, "user_id"),
             )
         )
         log.info("twilio call started", extra={"session_id": session.session_id})
-
-    def _call_session_id(self) -> str | None:
-        sid = f"twilio-{self.call_sid}" if self.call_sid else None
-        return sid if sid and valid_session_id(sid) else None
 
     @staticmethod
     def _id(session: Session, custom: dict[str, str], key: str) -> str | None:

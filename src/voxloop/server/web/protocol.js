@@ -4,6 +4,9 @@
 
 const SESSION_KEY = "voxloop.sessionId";
 const API_KEY = "voxloop.apiKey";
+// Whom this tab's tokens act for: the server names a new user on the first mint, and a
+// session belongs to its user, so later tokens must name the same one to resume it.
+const USER_KEY = "voxloop.user";
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 
@@ -67,9 +70,11 @@ export class VoxClient {
     let key = readStored(API_KEY);
     if (!key && this.askApiKey) key = await this.askApiKey();
     if (!key) throw new Error("this server needs an API key");
+    const user = readStored(USER_KEY);
     const answer = await fetch(new URL("/api/tokens", httpBase(this.url)), {
       method: "POST",
-      headers: { Authorization: `Bearer ${key}` },
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify(user ? { user } : {}),
     });
     if (answer.status === 401) {
       store(API_KEY, null); // a wrong key: ask again next time
@@ -77,7 +82,8 @@ export class VoxClient {
     }
     if (!answer.ok) throw new Error(`no session token: HTTP ${answer.status}`);
     store(API_KEY, key);
-    const { token } = await answer.json();
+    const { token, user: actingFor } = await answer.json();
+    store(USER_KEY, actingFor);
     const url = new URL(this.url);
     url.searchParams.set("token", token);
     return url.toString();
@@ -103,6 +109,12 @@ export class VoxClient {
       // on our own would only close that one in turn, and so on for ever.
       const takenOver = event.code === 1000 && event.reason.startsWith("taken over");
       if (takenOver) this.wanted = false;
+      // The saved conversation is not this tab's user's to open (docs/security.md): the
+      // next connection starts a new one instead of being refused for ever.
+      if (event.code === 4403) {
+        this.sessionId = null;
+        saveSessionId(null);
+      }
       const retryInMs = this.wanted ? this.scheduleRetry() : null;
       this.emit("close", { code: event.code, reason: event.reason, retryInMs, takenOver });
     };
