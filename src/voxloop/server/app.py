@@ -122,6 +122,24 @@ async def _retention(services: Services) -> None:
         await asyncio.sleep(3600)
 
 
+def _hand_over_across_workers(svc: Services) -> list[asyncio.Task]:
+    """Redis mode: workers hand live sessions over to each other (store/redis_handover.py);
+    the task that answers the other workers' claims."""
+    if svc.settings.redis_url is None or svc.handover is not None:
+        return []
+    from voxloop.store.redis_handover import RedisHandOver
+
+    bus = RedisHandOver(svc.settings.redis_url.get_secret_value())
+    svc.handover = bus
+
+    async def let_go(session_id: str) -> None:
+        for live in list(svc.live_sessions):
+            if live.session_id == session_id:
+                await live.hand_over()
+
+    return [asyncio.create_task(bus.serve(let_go), name="hand-over")]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -151,15 +169,20 @@ def create_app(
             runtime.tune_gc()
         retention = asyncio.create_task(_retention(svc), name="retention")
         lag = asyncio.create_task(svc.metrics.prometheus.probe_loop_lag(), name="loop-lag")
+        given_handover = svc.handover
+        background = [retention, lag, *_hand_over_across_workers(svc)]
         app.state.ready = True
         log.info("voxloop ready", extra={"version": __version__})
         if on_ready is not None:
             on_ready()
         yield
-        for task in (retention, lag):
+        for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if svc.handover is not given_handover:  # ours: made above
+            await svc.handover.close()  # type: ignore[union-attr]
+            svc.handover = None
         ledger_close = getattr(app.state.gate.ledger, "close", None)
         if ledger_close is not None:
             await ledger_close()

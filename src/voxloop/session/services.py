@@ -50,6 +50,19 @@ class LiveSession(Protocol):
         ...
 
 
+class HandOver(Protocol):
+    """Which worker has which session id live, shared by the workers of one Redis
+    (store/redis_handover.py), so that a session is live on one connection at a time."""
+
+    async def hold(self, session_id: str) -> None: ...
+
+    async def release(self, session_id: str) -> None: ...
+
+    async def claim(self, session_id: str) -> bool:
+        """Have the worker that holds it end its connection; True once it has."""
+        ...
+
+
 @dataclass
 class Services:
     """What all sessions of a process share: the models, settings, clock, metrics, store."""
@@ -67,6 +80,7 @@ class Services:
     events: ResponseQueue | None = None  # Redis mode: each session's events, for any worker
     tools: ToolBox | None = None  # what an LLM that can call tools is offered
     live_sessions: set[LiveSession] = field(default_factory=set)
+    handover: HandOver | None = None  # Redis mode: the other workers' live sessions
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown
     judge: TurnJudgeProvider | None = None  # given; else `turn_judge` loads the pool's
 

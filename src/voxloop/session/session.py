@@ -31,6 +31,7 @@ from voxloop.reply.pipeline import Reply
 from voxloop.session.principal import OPERATOR, Forbidden, Principal, check_owner
 from voxloop.session.replies import Replies
 from voxloop.session.services import Services
+from voxloop.session.takeover import hold, take_over
 from voxloop.store.base import new_session_id
 from voxloop.telemetry.metrics import TurnMetrics
 from voxloop.turns.continuation import Continuation
@@ -206,8 +207,9 @@ class Session:
         if self.state is None or (session_id and session_id != self.session_id):
             if self.state is not None:
                 await self.state.close()
+                await hold(svc.handover, self.state.session_id, False)
             if session_id:
-                await self._take_over(session_id)
+                await take_over(self, session_id, svc.live_sessions, svc.handover)
             self.state, resumed = await Conversation.resume(
                 svc.store,
                 svc.settings,
@@ -222,6 +224,7 @@ class Session:
             self.state.set_persona(msg.persona)
         if msg.voice is not None:
             self._set_voice(msg.voice)
+        await hold(svc.handover, self.session_id, True)
         self.turn_counter = max(self.turn_counter, self.state.last_turn_id)
         self._not_started_reported = False
         self.output_rate = msg.output_sample_rate or svc.tts.sample_rate
@@ -313,6 +316,7 @@ class Session:
             try:
                 if self.state is not None:
                     await self.state.close()  # the last turn's write finishes before we go
+                    await hold(self.services.handover, self.session_id, False)
             finally:
                 self.services.live_sessions.discard(self)  # only now is it really gone
                 self._closed.set()
@@ -335,14 +339,6 @@ class Session:
         self.end(1000, "taken over: the session was resumed on another connection")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), timeout_s)
-
-    async def _take_over(self, session_id: str) -> None:
-        """A session id is live on one connection at a time (in this process): the
-        newest takes it over, as a client that reconnects expects."""
-        for other in list(self.services.live_sessions):
-            if other is not self and other.session_id == session_id:
-                log.info("session taken over by a new connection", extra={"session_id": session_id})
-                await other.hand_over()
 
     # -- audio → VAD → turns → STT --------------------------------------------------------
 

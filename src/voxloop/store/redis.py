@@ -73,7 +73,7 @@ def redact_url(url: str) -> str:
     return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
-class _RedisUser:
+class RedisUser:
     """What the store and the queue share: the client, its lifetime, and turning "cannot
     connect" into one clear error instead of a redis-py traceback."""
 
@@ -115,7 +115,7 @@ class _RedisUser:
             await self.client.aclose()
 
 
-class RedisStore(_RedisUser):
+class RedisStore(RedisUser):
     """`SessionStore` in Redis (see the module docstring for the keys and expiry)."""
 
     def __init__(
@@ -284,7 +284,7 @@ def _turn(raw: str) -> TurnRecord:
     return TurnRecord(**{k: v for k, v in data.items() if k in _TURN_FIELDS})
 
 
-class RedisResponseQueue(_RedisUser):
+class RedisResponseQueue(RedisUser):
     """`ResponseQueue` as one Redis stream per session, trimmed to about `max_events`."""
 
     def __init__(
@@ -330,7 +330,7 @@ class RedisResponseQueue(_RedisUser):
             await self.client.delete(self._key(session_id, ":events"))
 
 
-class RedisTokenLedger(_RedisUser):
+class RedisTokenLedger(RedisUser):
     """`TokenLedger` (server/security.py) shared by every worker on this Redis: a spent
     token id is a key that expires with the token."""
 
