@@ -24,7 +24,7 @@ def fakes(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "doctor", "transcribe", "say", "ask", "config", "talk"]
+    "command", ["serve", "serve-models", "doctor", "transcribe", "say", "ask", "config", "talk"]
 )
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])

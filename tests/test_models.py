@@ -57,6 +57,29 @@ def test_stt_partials_then_one_final(real_pool, speak):
     assert wer(SENTENCES[1], results[-1].text) <= 0.15
 
 
+def test_stt_partials_wait_while_the_model_is_busy(real_pool, speak):
+    # Another session's transcript holds the model for the whole utterance: no partial is
+    # queued behind it (it would delay that session's final), and the final still comes.
+    stt = real_pool.get("stt")
+    audio = speak(SENTENCES[1])
+
+    async def run():
+        async def chunks():
+            for i in range(0, len(audio), 3200):
+                yield audio[i : i + 3200]
+                await asyncio.sleep(0.1)
+
+        stt.worker.pending += 1  # as a decode of another session's speech in flight
+        try:
+            return [t async for t in stt.transcribe(chunks())]
+        finally:
+            stt.worker.pending -= 1
+
+    results = asyncio.run(run())
+    assert [r.is_final for r in results] == [True]
+    assert wer(SENTENCES[1], results[-1].text) <= 0.15
+
+
 def test_vad_finds_the_speech_segments(real_pool, speak):
     vad = real_pool.get("vad")
     a, b = speak("Hello there."), speak("How are you doing today?")

@@ -63,7 +63,39 @@ async def test_speech_streams_pcm_even_when_samples_straddle_chunks(server):
         "input": "Hello there.",
         "voice": "nova",
         "response_format": "pcm",
+        "sample_rate": 24000,  # not OpenAI's own URL: a compatible server is asked for 24 kHz
     }
+
+
+async def test_a_local_compatible_server_needs_no_key_and_gets_its_own_model_names(server):
+    """speaches / faster-whisper-server: `base_url` and model names from the settings, no
+    key anywhere (a placeholder goes in the header), the PCM rate asked for explicitly."""
+    from voxloop.config.settings import Settings
+    from voxloop.providers.registry import ProviderPool
+
+    local = {"provider": "openai", "base_url": server.url}
+    settings = Settings(
+        stt={**local, "model": "Systran/faster-distil-whisper-small.en"},
+        tts={**local, "model": "speaches-ai/Kokoro-82M-v1.0-ONNX", "voice": "af_heart"},
+    )
+    pool = ProviderPool(settings)
+    stt, tts = pool.get("stt"), pool.get("tts")
+    result = await transcribe_all(stt, np.ones(8000, np.float32) * 0.1)
+    assert result.text == "What is the capital of France?"
+    chunks = [c async for c in tts.synthesize("Hi.")]
+    assert sum(len(c.pcm) for c in chunks) == 24000
+    assert server.requests[0]["model"] == "Systran/faster-distil-whisper-small.en"
+    assert server.requests[1]["model"] == "speaches-ai/Kokoro-82M-v1.0-ONNX"
+    assert server.requests[1]["voice"] == "af_heart"
+    assert server.requests[1]["sample_rate"] == 24000
+    assert {h["authorization"] for h in server.headers} == {"Bearer no-key"}
+
+
+def test_only_other_servers_are_asked_for_the_rate():
+    """OpenAI's own speech is always 24 kHz: it is not sent a field it does not document."""
+    assert "extra_body" not in OpenAITTS(api_key="sk-x").speech_request("Hi.")
+    local = OpenAITTS(base_url="http://127.0.0.1:8000/v1").speech_request("Hi.")
+    assert local["extra_body"] == {"sample_rate": 24000}
 
 
 async def test_speech_errors_are_clear(server):

@@ -266,9 +266,10 @@ async def test_the_local_llm_says_when_a_queued_request_starts():
 
     from voxloop.providers.local.llama_llm import LlamaLLM
     from voxloop.providers.worker import ModelWorker
-    from voxloop.telemetry.metrics import on_llm_serving
+    from voxloop.telemetry.metrics import on_llm_queued, on_llm_serving
 
-    llm = LlamaLLM.__new__(LlamaLLM)
+    llm = LlamaLLM.__new__(LlamaLLM)  # the serial path (a fixed seed, or parallel = 1)
+    llm.engine, llm._queued = None, 0
     llm._turn_locks = weakref.WeakKeyDictionary()
     llm.max_tokens, llm.temperature, llm.seed = 8, 0.0, None
     llm.worker = ModelWorker("llm-test")
@@ -277,6 +278,7 @@ async def test_the_local_llm_says_when_a_queued_request_starts():
     seen: list[str] = []
 
     async def ask(name: str) -> None:
+        on_llm_queued(lambda place: seen.append(f"{name} queued at {place}"))
         on_llm_serving(lambda: seen.append(f"{name} served"))
         async for _ in llm.generate([Message("user", "hi")]):
             pass
@@ -286,4 +288,10 @@ async def test_the_local_llm_says_when_a_queued_request_starts():
         await asyncio.gather(ask("first"), ask("second"))
     finally:
         llm.worker.shutdown()
-    assert seen == ["first served", "first done", "second served", "second done"]
+    assert seen == [
+        "first served",
+        "second queued at 1",
+        "first done",
+        "second served",
+        "second done",
+    ]

@@ -134,6 +134,29 @@ def serve(
     _guarded(lambda: run_server(settings))
 
 
+@app.command("serve-models")
+def serve_models(
+    host: Annotated[
+        str,
+        typer.Option(help="bind address; Wyoming has no authentication: trusted networks only"),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="the Wyoming TCP port")] = 10300,
+    llm_port: Annotated[
+        int | None,
+        typer.Option(
+            help="also serve the configured LLM on this port, as an OpenAI-compatible API "
+            "(workers: VOXLOOP_LLM__PROVIDER=openai, VOXLOOP_LLM__BASE_URL=http://host:port/v1)"
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the configured STT and TTS (and with --llm-port the LLM) to other workers."""
+    settings = _settings(config)
+    from voxloop.server.speech_host import run_serve_models
+
+    _guarded(lambda: run_serve_models(settings, host, port, llm_port))
+
+
 @app.command("config")
 def show_config(config: ConfigOpt = None) -> None:
     """Print the effective settings as JSON, with secrets masked."""

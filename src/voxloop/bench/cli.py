@@ -74,13 +74,52 @@ def load(
     ] = [10],  # noqa: B006 - typer reads the default, it is never mutated
     providers: Providers = "fake",
     url: Url = None,
-    ramp: Annotated[float, typer.Option(help="seconds over which sessions start")] = 2.0,
+    ramp: Annotated[
+        float | None,
+        typer.Option(help="seconds over which sessions start (default: 2 burst, 10 natural)"),
+    ] = None,
+    pace: Annotated[
+        str,
+        typer.Option(
+            help="burst: one question each, all at once; natural: several turns per caller, "
+            "each answer heard out, a pause to think"
+        ),
+    ] = "burst",
+    turns: Annotated[int, typer.Option(min=1, help="natural: turns per caller")] = 4,
+    think_s: Annotated[
+        str, typer.Option(help="natural: pause before asking again, SECONDS or MIN-MAX")
+    ] = "1.5-4",
+    admit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="conversations the server admits (limits.conversations; default: what it "
+            "measures at start-up)",
+        ),
+    ] = None,
     json_out: JsonOut = None,
 ) -> None:
     """How many concurrent sessions hold real time."""
-    from voxloop.bench.load import bench_load
+    from voxloop.bench.load import PACES, bench_load
+    from voxloop.bench.load_natural import parse_think
 
-    _emit(bench_load(sessions=sessions, providers=providers, url=url, ramp_s=ramp), json_out)
+    if pace not in PACES:
+        raise typer.BadParameter(f"pace must be burst or natural, not {pace!r}")
+    try:
+        think = parse_think(think_s)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    report = bench_load(
+        sessions=sessions,
+        providers=providers,
+        url=url,
+        ramp_s=ramp,
+        pace=pace,
+        turns=turns,
+        think_s=think,
+        admit=admit,
+    )
+    _emit(report, json_out)
 
 
 @bench_app.command()

@@ -1,10 +1,13 @@
 """`voxloop bench load`: many concurrent sessions over real WebSockets on loopback.
 
-Every session streams a spoken question at real-time pace (starts staggered over
-`ramp_s`), waits for the whole reply, and records its latency. Real time *holds* when
-every session completes without errors, voice-to-voice p90 stays under 2 s, and reply
-audio arrives no slower than it plays (no growing backlog). With fake providers, the
-voice-to-voice time less the end-of-turn silence is the framework's own overhead.
+Two paces. *Burst* (the default, the worst case): every session streams one spoken
+question at real-time pace (starts staggered over `ramp_s`), waits for the whole reply,
+and records its latency. *Natural* (load_natural.py): every caller holds one connection
+for several turns, hears each answer out and thinks before asking again. Real time
+*holds* (burst) when every session completes without errors, voice-to-voice p90 stays
+under 2 s, and reply audio arrives no slower than it plays (no growing backlog); the
+natural pace's rule is in its module. With fake providers, the voice-to-voice time less
+the end-of-turn silence is the framework's own overhead.
 """
 
 from __future__ import annotations
@@ -17,15 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from voxloop.bench.latency import machine
+from voxloop.bench.load_natural import THINK_S, natural_callers, summarize_natural
 from voxloop.bench.questions import QUESTIONS, question_wavs
 from voxloop.bench.server import RunningServer, running_server
 from voxloop.bench.stats import summarize
+from voxloop.client.conversation import BUSY_CODES, CLOSE_AT_CAPACITY, HTTP_AT_CAPACITY
+from voxloop.client.playback import lateness_s, underrun
 from voxloop.client.streaming import talk
 from voxloop.config.settings import Settings
 from voxloop.server import runtime
 
 REALTIME_V2V_P90_MS = 2000.0
 BACKLOG_SLACK_S = 0.5  # reply audio may arrive this much slower than it plays
+PACES = ("burst", "natural")
+NATURAL_RAMP_S = 10.0  # about one natural turn: callers start spread over it
 
 
 class _Sampler:
@@ -70,18 +78,30 @@ class _Sampler:
 
 
 async def _session(url: str, wav: Path, delay_s: float, timeout_s: float) -> dict[str, Any]:
+    from websockets.exceptions import InvalidStatus
+
     await asyncio.sleep(delay_s)
     try:
         result = await talk(url, wav, timeout_s=timeout_s)
     except Exception as exc:  # a refused or dropped connection is a result, not a crash
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        refused = isinstance(exc, InvalidStatus) and exc.response.status_code == HTTP_AT_CAPACITY
+        return {"error": f"{type(exc).__name__}: {exc}", "refused": refused}
+    late = lateness_s(result.audio_chunks)
     return {
         "client": result.client_metrics,
         "server": result.server_metrics,
         "reply_audio_s": len(result.audio) / 2 / result.audio_rate if result.audio_rate else 0.0,
         "errors": result.errors,
         "ok": bool(result.reply) and not result.errors,
+        "refused": any(_refusal(e) for e in result.errors),
+        "worst_lateness_ms": round(late * 1000, 1) if late is not None else None,
+        "underrun": underrun(result.audio_chunks),
     }
+
+
+def _refusal(error: dict[str, Any]) -> bool:
+    """The server turned the caller away (at capacity), which is not a failure to serve."""
+    return error.get("close_code") == CLOSE_AT_CAPACITY or error.get("code") in BUSY_CODES
 
 
 def _lag_buckets(server: RunningServer) -> dict[float, float] | None:
@@ -133,6 +153,17 @@ def loop_lag(before: dict[float, float] | None, after: dict[float, float] | None
     }
 
 
+def _measured(server: RunningServer, job: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Run `job` (a coroutine) against the server, sampling its CPU, memory and loop lag."""
+    lag_before = _lag_buckets(server)
+    with _Sampler(server) as sampler:
+        results = asyncio.run(job)
+    usage = sampler.report()
+    if usage is not None:
+        usage["event_loop_lag"] = loop_lag(lag_before, _lag_buckets(server))
+    return results, usage
+
+
 def run_load(
     server: RunningServer, sessions: int, wavs: list[Path], ramp_s: float, timeout_s: float
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -145,13 +176,7 @@ def run_load(
         ]
         return await asyncio.gather(*jobs)
 
-    lag_before = _lag_buckets(server)
-    with _Sampler(server) as sampler:
-        results = asyncio.run(all_sessions())
-    usage = sampler.report()
-    if usage is not None:
-        usage["event_loop_lag"] = loop_lag(lag_before, _lag_buckets(server))
-    return results, usage
+    return _measured(server, all_sessions())
 
 
 def summarize_load(results: list[dict[str, Any]], eot_ms: float) -> dict[str, Any]:
@@ -163,6 +188,8 @@ def summarize_load(results: list[dict[str, Any]], eot_ms: float) -> dict[str, An
         for r in ok
         if r["client"].get("reply_audio_span_s") is not None
     ]
+    late = [r["worst_lateness_ms"] for r in results if r.get("worst_lateness_ms") is not None]
+    refused = sum(1 for r in results if r.get("refused"))
     v2v_stats = summarize(v2v)
     held = (
         len(ok) == len(results)
@@ -179,6 +206,12 @@ def summarize_load(results: list[dict[str, Any]], eot_ms: float) -> dict[str, An
         "overhead_over_silence_ms": summarize(v - eot_ms for v in server_v2v if v is not None),
         "reply_audio_late_s": summarize(backlog),
         "realtime_held": held,
+        # Added with the natural pace (their meaning as there); `held` above ignores them.
+        "pace": "burst",
+        "refused": refused,
+        "sessions_served": len(results) - refused,
+        "underruns": sum(1 for r in results if r.get("underrun")),
+        "worst_lateness_ms": max(late) if late else None,
     }
 
 
@@ -187,10 +220,21 @@ def bench_load(
     sessions: list[int],
     providers: str = "fake",
     url: str | None = None,
-    ramp_s: float = 2.0,
+    ramp_s: float | None = None,
     timeout_s: float = 120.0,
     cache_dir: Path | None = None,
+    pace: str = "burst",
+    turns: int = 4,
+    think_s: tuple[float, float] = THINK_S,
+    admit: int | None = None,
 ) -> dict[str, Any]:
+    """`ramp_s` defaults to 2 s (burst) or NATURAL_RAMP_S; `turns` and `think_s` are the
+    natural pace's (per caller, and the pause before each question after the first).
+    `admit`: the server's `limits.conversations` (default: what it measures itself), to
+    see what happens past the capacity it would admit."""
+    if pace not in PACES:
+        raise ValueError(f"pace must be burst or natural, not {pace!r}")
+    ramp = ramp_s if ramp_s is not None else (2.0 if pace == "burst" else NATURAL_RAMP_S)
     settings = Settings()
     eot_ms = settings.turns.end_of_turn_silence_s * 1000
     wavs = question_wavs(QUESTIONS, cache_dir or settings.resolved_cache_dir() / "bench")
@@ -198,14 +242,35 @@ def bench_load(
     for n in sessions:
         # The simulated users run in this process: its collection pauses would hold their
         # audio back, and the server would be charged for the wait.
-        with running_server(url, providers=providers) as server, runtime.gc_tuned():
-            results, usage = run_load(server, n, wavs, ramp_s, timeout_s)
-        runs.append({**summarize_load(results, eot_ms), "server_process": usage})
-    held = [r["sessions"] for r in runs if r["realtime_held"]]
-    return {
+        env = {"VOXLOOP_LIMITS__CONVERSATIONS": str(admit)} if admit else None
+        with running_server(url, providers=providers, env=env) as server, runtime.gc_tuned():
+            if pace == "burst":
+                results, usage = run_load(server, n, wavs, ramp, timeout_s)
+                summary = summarize_load(results, eot_ms)
+            else:
+                job = natural_callers(
+                    server.url,
+                    n,
+                    wavs,
+                    turns=turns,
+                    ramp_s=ramp,
+                    think_s=think_s,
+                    timeout_s=timeout_s,
+                )
+                callers, usage = _measured(server, job)
+                summary = summarize_natural(callers, eot_ms)
+        runs.append({**summary, "server_process": usage})
+    held = [r["sessions_served"] for r in runs if r["realtime_held"]]
+    report: dict[str, Any] = {
         "benchmark": "load",
         "providers": providers,
         "machine": machine(),
         "runs": runs,
         "max_sessions_holding_realtime": max(held) if held else 0,
+        "pace": pace,
+        "ramp_s": ramp,
+        "admit": admit or "measured by the server",
     }
+    if pace == "natural":
+        report.update(turns_per_caller=turns, think_s=list(think_s))
+    return report

@@ -44,6 +44,7 @@ class TalkResult:
     partials: list[str] = field(default_factory=list)
     audio: bytearray = field(default_factory=bytearray)
     audio_rate: int = 0
+    audio_chunks: list[tuple[float, float]] = field(default_factory=list)  # (arrival, seconds)
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     server_metrics: dict[str, Any] = field(default_factory=dict)
     client_metrics: dict[str, float | None] = field(default_factory=dict)
@@ -218,6 +219,8 @@ async def talk(
                             first_audio_at = now
                             marks.setdefault("first_audio", now)
                         result.audio.extend(event)
+                        rate = wire.output_rate or sample_rate
+                        result.audio_chunks.append((now, len(event) / 2 / rate))
                         if now - reported_at >= REPORT_S:  # as a browser's player does
                             reported_at = now
                             for frame in wire.played((now - first_audio_at) * 1000):
@@ -335,7 +338,8 @@ def _why_no_reply(
     code = getattr(ws, "close_code", None)
     if code is not None:
         reason = getattr(ws, "close_reason", "") or "no reason given"
-        return {"code": "closed", "message": f"the server closed the connection ({code}: {reason})"}
+        message = f"the server closed the connection ({code}: {reason})"
+        return {"code": "closed", "message": message, "close_code": code}
     if not watch.engaged and watch.quiet_since is not None:
         name = Path(audio_path).name
         if not wire.carries_text:

@@ -76,7 +76,14 @@ class LLMSettings(BaseModel):
         "SmolLM2-135M (fast tests only)",
     )
     model_path: Path | None = Field(None, description="any GGUF file; overrides the preset")
-    n_ctx: int = Field(2048, ge=256)
+    n_ctx: int = Field(2048, ge=256, description="llama: the context of one conversation")
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="llama: conversations decoded together in one batch, each with its own "
+        "cache (1: one at a time, as with a fixed seed); each costs n_ctx of KV cache",
+    )
     threads: int = Field(2, ge=1)
     max_tokens: int = Field(256, ge=1, le=4096, description="the cap on a reply's length")
     temperature: float = Field(0.3, ge=0.0, le=2.0)

@@ -4,7 +4,7 @@ every connection lives under. `voxloop.config.settings.Settings` holds them as `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -50,6 +50,12 @@ class AuthSettings(BaseModel):
 
 class LimitSettings(BaseModel):
     max_sessions: int = Field(50, ge=1, description="live sessions per process; more get 1013")
+    conversations: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="live conversations the models answer in real time; more get 1013 (503 "
+        "for a token). auto: measured at start-up for a local LLM (no bound for remote or "
+        "fake ones); a number: that many",
+    )
     connections_per_ip_per_s: float = Field(
         5.0, ge=0, description="new WebSocket connections per IP per second (0: no limit)"
     )

@@ -58,6 +58,19 @@ class SessionSettings(BaseModel):
         "Sorry, something went wrong on my side. Could you say that again?",
         description='said when a turn fails before any answer ("" to stay silent)',
     )
+    hold_line: str = Field(
+        "One moment, please.",
+        description="said when the shared LLM keeps a reply waiting in its queue for "
+        'hold_line_after_s ("" for none; the client gets a "queued" status either way)',
+    )
+    hold_line_after_s: float = Field(2.0, ge=0.0, le=30.0)
+    llm_queue_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="the longest a reply waits in a shared LLM's queue before it fails; "
+        "the wait does not count against llm.timeout_s",
+    )
 
 
 class PersonaSettings(BaseModel):

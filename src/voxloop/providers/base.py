@@ -189,6 +189,12 @@ class LLMProvider(Provider):
         """The system prompt most turns will start with (the default persona's), given
         before `warmup`: an LLM that caches prompt prefixes evaluates it there."""
 
+    async def conversations(self) -> int | None:
+        """How many conversations this model can answer at once in real time on this
+        machine, measured once it is warm; None: not bounded by this process (a remote
+        service, a fake). The server admits no more than that."""
+        return None
+
 
 class TTSProvider(Provider):
     sample_rate: int = 22050

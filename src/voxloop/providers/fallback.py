@@ -119,6 +119,9 @@ class FallbackLLM(_Chain[LLMProvider], LLMProvider):
         for provider in self.providers:
             provider.expect_system_prompt(prompt)
 
+    async def conversations(self) -> int | None:
+        return await self.providers[0].conversations()  # the one that answers when all is well
+
     def generate(
         self,
         messages: Sequence[Message],

@@ -42,6 +42,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
         "whisper": Entry("voxloop.providers.local.whisper_stt:WhisperSTT", "local"),
         "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAISTT", "cloud"),
         "deepgram": Entry("voxloop.providers.cloud.deepgram_listen:DeepgramSTT", "cloud"),
+        "wyoming": Entry("voxloop.providers.remote.wyoming:WyomingSTT"),
         "fake": Entry(f"{_FAKES}:FakeSTT"),
     },
     "llm": {
@@ -55,6 +56,7 @@ BUILTIN: dict[Stage, dict[str, Entry]] = {
         "openai": Entry("voxloop.providers.cloud.openai_audio:OpenAITTS", "cloud"),
         "deepgram": Entry("voxloop.providers.cloud.deepgram:DeepgramTTS", "cloud"),
         "elevenlabs": Entry("voxloop.providers.cloud.elevenlabs:ElevenLabsTTS", "cloud"),
+        "wyoming": Entry("voxloop.providers.remote.wyoming:WyomingTTS"),
         "fake": Entry(f"{_FAKES}:FakeTTS"),
     },
     "turn": {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -26,19 +27,40 @@ class Stalled(TimeoutError):
     """A `deadline` ran out."""
 
 
+@dataclass
+class Queue:
+    """Whether a stream waits in a shared model's queue, and for at most how long: a wait
+    in line is not a hang, so `guarded` starts counting once it is served."""
+
+    limit_s: float
+    waiting: bool = False
+    served_at: float | None = None  # the wait ended: the first item's time counts from here
+
+
 @contextlib.asynccontextmanager
-async def deadline(clock: Clock, seconds: float | None) -> AsyncIterator[None]:
+async def deadline(
+    clock: Clock, seconds: float | None, queue: Queue | None = None
+) -> AsyncIterator[None]:
     """`asyncio.timeout` on `clock`, so that virtual time can run it out too: raises
-    `Stalled` if the block takes longer than `seconds` (None: no limit)."""
+    `Stalled` if the block takes longer than `seconds` (None: no limit). While `queue`
+    says it waits, the time does not count, up to the queue's own limit."""
     if seconds is None:
         yield
         return
     task = asyncio.current_task()
     assert task is not None
     expired = False
+    queued_until = clock.now() + queue.limit_s if queue is not None else 0.0
 
     def alarm() -> None:
-        nonlocal expired
+        nonlocal expired, timer
+        now = clock.now()
+        if queue is not None and queue.waiting and now < queued_until:
+            timer = clock.call_later(min(seconds, queued_until - now), alarm)
+            return
+        if queue is not None and queue.served_at is not None and queue.served_at + seconds > now:
+            timer = clock.call_later(queue.served_at + seconds - now, alarm)
+            return
         expired = True
         task.cancel()
 
@@ -76,19 +98,32 @@ def stall_limit(provider: Provider, timeout_s: float, retries: int) -> float:
 
 
 async def guarded(
-    stream: AsyncIterator[T], clock: Clock, limit_s: float | None, what: str, unit: str
+    stream: AsyncIterator[T],
+    clock: Clock,
+    limit_s: float | None,
+    what: str,
+    unit: str,
+    queue: Queue | None = None,
 ) -> AsyncIterator[T]:
     """`stream`, but a provider error if it goes `limit_s` without an item (before the
-    first, or between two): a hung provider ends the turn instead of freezing it."""
+    first, or between two): a hung provider ends the turn instead of freezing it. Time
+    in `queue` does not count."""
     started = False
     try:
         while True:
             try:
-                async with deadline(clock, limit_s):
+                async with deadline(clock, limit_s, queue):
                     item = await anext(stream)
             except StopAsyncIteration:
                 return
             except Stalled:
+                if queue is not None and queue.waiting:
+                    raise ProviderCallError(
+                        f"{what}: still queued after {max(queue.limit_s, limit_s or 0):g} s "
+                        "(the server is "
+                        "busier than it can serve)",
+                        retryable=False,
+                    ) from None
                 where = f"between {unit}s" if started else f"before the first {unit}"
                 raise ProviderCallError(
                     f"{what}: nothing within {limit_s:g} s {where}", retryable=False

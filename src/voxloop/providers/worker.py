@@ -32,11 +32,21 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"voxloop-{name}")
         self._lock = threading.Lock()
         self.steps_run = 0  # observable progress, used by tests of prompt cancellation
+        self.pending = 0  # calls submitted and not finished (queued or running)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run one blocking call on the model's thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._counted, fn, args)
+        self.pending += 1
+        try:
+            return await loop.run_in_executor(self._executor, self._counted, fn, args)
+        finally:
+            self.pending -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running: optional work (a partial transcript) may start."""
+        return self.pending == 0
 
     def _counted(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._lock:

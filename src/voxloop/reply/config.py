@@ -25,6 +25,9 @@ class ReplyConfig:
     apology: str | None = None  # said when the reply fails before any audio
     llm_timeout_s: float | None = None  # longest wait for a token (`stall_limit`)
     tts_timeout_s: float | None = None  # longest wait for a sentence's next audio
+    llm_queue_timeout_s: float = 120.0  # longest wait in a shared LLM's queue
+    hold_line: str | None = None  # said when the LLM's queue holds the reply `hold_after_s`
+    hold_after_s: float = 2.0
     filler: str | None = None  # said when tools take longer than `filler_after_s`
     filler_after_s: float = 0.6
     guards: SpokenGuards = field(default_factory=SpokenGuards)  # loops, length, parroting
@@ -52,6 +55,9 @@ class ReplyConfig:
             sequential=sequential,
             apology=session.apology or None,
             llm_timeout_s=stall_limit(llm, s_llm.timeout_s, s_llm.retries),
+            llm_queue_timeout_s=session.llm_queue_timeout_s,
+            hold_line=session.hold_line or None,
+            hold_after_s=session.hold_line_after_s,
             tts_timeout_s=stall_limit(tts, s_tts.timeout_s, s_tts.retries),
             filler=settings.tools.filler or None,
             filler_after_s=settings.tools.filler_after_s,

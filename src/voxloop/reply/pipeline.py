@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from voxloop.providers.base import (
     ToolCall,
     TTSProvider,
 )
-from voxloop.providers.stalls import checked_audio, guarded
+from voxloop.providers.stalls import Queue, checked_audio, guarded
 from voxloop.reply.config import ReplyConfig
 from voxloop.reply.playlog import PlayLog
 from voxloop.reply.sentences import heard_words
@@ -41,7 +42,7 @@ from voxloop.reply.speakable import speakable
 from voxloop.reply.spoken import UNGUARDED, SpokenText, ask_again
 from voxloop.reply.tools import ToolBox, ask
 from voxloop.store.base import TurnRecord
-from voxloop.telemetry.metrics import TurnMetrics, on_llm_serving
+from voxloop.telemetry.metrics import TurnMetrics, on_llm_queued, on_llm_serving
 
 log = logging.getLogger("voxloop.reply.pipeline")
 
@@ -82,6 +83,9 @@ class Reply:
     _task: asyncio.Task[None] | None = None
     _children: set[asyncio.Task] = field(default_factory=set)
     _finished: bool = False
+    _llm_queue: Queue = field(default_factory=lambda: Queue(120.0))  # set per reply in _produce
+    _hold_timer: Any = None  # the hold line, said if the LLM's queue keeps us waiting
+    _held: bool = False  # the hold line was said
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -159,6 +163,7 @@ class Reply:
             self._running.set()
 
     async def _cancel_tasks(self) -> None:
+        self._cancel_hold()
         tasks = [t for t in (self._task, *self._children) if t is not None and not t.done()]
         current = asyncio.current_task()
         tasks = [t for t in tasks if t is not current]
@@ -166,7 +171,17 @@ class Reply:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _cancel_hold(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+
     def _finish(self, assistant_text: str) -> None:
+        self._cancel_hold()
+        hold = self.config.hold_line
+        if self._held and hold and assistant_text.startswith(hold):
+            # The hold line was heard, but it is no answer: kept out of the history, where
+            # the model would learn to say it (and the next turn's cached prefix would break).
+            assistant_text = assistant_text[len(hold) :].lstrip()
         self.metrics.interrupted = self.interrupted
         self.metrics.reply_audio_s = self.played.total_s()
         self.record = TurnRecord(
@@ -284,8 +299,11 @@ class Reply:
         self.metrics.timeline.mark("asked", asked)
         if self.gate is None:
             self.metrics.timeline.mark("released", asked)  # a gated one: when it opens
-        # A shared LLM says when it starts on our request (for this task only).
-        on_llm_serving(lambda: self.metrics.timeline.served(self.clock.now()))
+        # A shared LLM says when it keeps our request waiting and when it starts on it
+        # (for this task only).
+        self._llm_queue = Queue(self.config.llm_queue_timeout_s)
+        on_llm_queued(lambda place: self._queued(place, enqueue))
+        on_llm_serving(self._served)
         try:
             fixed = self.config.safety.reply_for(self.user_text) if self.config.safety else None
             if fixed is not None:  # configured text: said whole, whatever its length
@@ -364,13 +382,41 @@ class Reply:
                 ),
             ]
 
+    def _queued(self, place: int, say: Callable[[str], None]) -> None:
+        """The shared LLM keeps us waiting: tell the client where we are, and say a short
+        hold line if the wait goes on with nothing said yet."""
+        self._llm_queue.waiting = True
+        sid, tid = self.session_id, self.turn_id
+        self.outbox.control(event("status", sid, tid, status="queued", position=place))
+        hold = self.config.hold_line
+        if hold and self._hold_timer is None:
+
+            def hold_line() -> None:
+                if self._llm_queue.waiting and not self.sentences and not self._finished:
+                    self._held = True
+                    say(hold)
+
+            self._hold_timer = self.clock.call_later(self.config.hold_after_s, hold_line)
+
+    def _served(self) -> None:
+        now = self.clock.now()
+        self.metrics.timeline.served(now)
+        self._llm_queue.served_at = now
+        if self._llm_queue.waiting:
+            self._llm_queue.waiting = False
+            self._cancel_hold()
+            status = "speaking" if self.audio_started else "thinking"
+            self.outbox.control(event("status", self.session_id, self.turn_id, status=status))
+
     async def _ask(self, messages: list[Message]) -> AsyncIterator[str | ToolCall]:
         """The LLM's stream, offered the tools where both sides can do it; a hang or
-        anything but text and tool calls is an error."""
+        anything but text and tool calls is an error (time in a shared LLM's queue is
+        neither)."""
         self.metrics.timeline.asking(self.clock.now())
         stream = ask(self.llm, messages, self.tools, max_tokens=self.config.max_tokens)
         name = f"LLM {self.llm.name}"
-        async for item in guarded(stream, self.clock, self.config.llm_timeout_s, name, "token"):
+        limit = self.config.llm_timeout_s
+        async for item in guarded(stream, self.clock, limit, name, "token", self._llm_queue):
             if not isinstance(item, str | ToolCall):
                 raise TypeError(f"{name} gave a {type(item).__name__}, not text")
             yield item

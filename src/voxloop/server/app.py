@@ -165,6 +165,9 @@ def create_app(
             svc.llm.expect_system_prompt(default_system_prompt(svc.settings))
             for provider in (svc.vad, svc.stt, svc.llm, svc.tts, *([judge] if judge else [])):
                 await provider.warmup()
+            if settings.limits.conversations == "auto":
+                gate.capacity = await svc.llm.conversations()
+                log.info("capacity: %s conversations at once", gate.capacity or "unbounded")
         if tune_gc:
             runtime.tune_gc()
         retention = asyncio.create_task(_retention(svc), name="retention")
@@ -223,7 +226,9 @@ def create_app(
         """The models are loaded and warmed up."""
         if not app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        live = len(app.state.services.live_sessions)
+        cap = min(gate.capacity or settings.limits.max_sessions, settings.limits.max_sessions)
+        return JSONResponse({"status": "ready", "conversations": live, "capacity": cap})
 
     if gate.auth.enabled:
 

@@ -58,6 +58,9 @@ class Gate:
     ) -> None:
         """`ledger`: where spent tokens are kept (this process's memory by default)."""
         self.limits = settings.limits
+        # What the models carry in real time (set once they are measured, at start-up).
+        wanted = settings.limits.conversations
+        self.capacity: int | None = wanted if isinstance(wanted, int) else None
         self.auth = Auth.from_settings(settings)
         self.ledger: TokenLedger = ledger or MemoryLedger()
         lim = self.limits
@@ -65,9 +68,17 @@ class Gate:
         self.messages = RateLimiter(lim.messages_per_ip_per_s, lim.message_burst, clock)
 
     def at_capacity(self, live: int) -> Refusal | None:
+        wait = self.limits.retry_after_s
+        cap = self.capacity
+        if cap is not None and cap < self.limits.max_sessions and live >= cap:
+            return Refusal(
+                CLOSE_TRY_AGAIN_LATER,
+                f"server at capacity: its models answer {cap} conversations at once in real "
+                f"time on this machine; retry after {wait} s",
+                wait,
+            )
         if live < self.limits.max_sessions:
             return None
-        wait = self.limits.retry_after_s
         return Refusal(
             CLOSE_TRY_AGAIN_LATER,
             f"server at capacity ({self.limits.max_sessions} sessions); retry after {wait} s",

@@ -146,6 +146,22 @@ def llm_serving() -> None:
         callback()
 
 
+_QUEUED: ContextVar[Callable[[int], None] | None] = ContextVar("voxloop_llm_queued", default=None)
+
+
+def llm_queued(place: int) -> None:
+    """A shared LLM has to keep the request waiting (`place` in its queue, 1 = next): the
+    reply tells the user, and its watchdog does not count the wait as a hang."""
+    callback = _QUEUED.get()
+    if callback is not None:
+        callback(place)
+
+
+def on_llm_queued(callback: Callable[[int], None]) -> None:
+    """What `llm_queued` calls in the current task and the tasks it starts."""
+    _QUEUED.set(callback)
+
+
 def on_llm_serving(callback: Callable[[], None]) -> None:
     """What `llm_serving` calls in the current task and the tasks it starts."""
     _SERVING.set(callback)

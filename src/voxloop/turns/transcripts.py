@@ -44,7 +44,16 @@ class Transcripts:
         clock = self.io.clock
         metrics.timeline.mark("turn_end", ended_at)
         spec = self.speculator.take(utt)
+        streamed = utt.stt_task
         if spec is not None and spec.task is not None:
+            # The speculation made at this last pause decoded all the speech there is: the
+            # streaming STT's final decode of the same audio would only queue on the shared
+            # model ahead of other sessions' transcripts. If the speculation fails, the
+            # utterance is transcribed whole below.
+            if streamed is not None and not streamed.done():
+                streamed.cancel()
+                await asyncio.gather(streamed, return_exceptions=True)
+                streamed = None
             if not await self._in_time(spec.task):
                 await spec.discard()
                 await self._none(utt)
@@ -53,12 +62,12 @@ class Transcripts:
                 await spec.discard()  # the ordinary path below refuses it, with a reason
             elif await self.speculator.adopt(spec, utt, metrics, ended_at):
                 return None
-        if utt.stt_task is not None:
-            if not await self._in_time(utt.stt_task):
+        if streamed is not None:
+            if not await self._in_time(streamed):
                 await self._none(utt)
                 return None
-            final = utt.stt_task.result()
-        else:  # sequential: the whole utterance at once
+            final = streamed.result()
+        else:  # sequential, or the speculation failed: the whole utterance at once
             final = await self._whole(utt)
         metrics.stt_final_ms = (clock.now() - ended_at) * 1000
         metrics.timeline.mark("transcript", clock.now())

@@ -5,7 +5,10 @@ timeouts and breaker as the LLM adapters.
 - STT (`/audio/transcriptions`) is a batch API: the utterance is sent once, at its end,
   as a WAV file; there are no partial transcripts.
 - TTS (`/audio/speech`, `response_format=pcm`) streams raw 24 kHz PCM16, which is passed
-  on chunk by chunk as it arrives.
+  on chunk by chunk as it arrives. A compatible server is asked for 24 kHz explicitly
+  (`sample_rate`): speaches, for one, sends its voice's own rate otherwise.
+- A local server needs no key (a placeholder is sent) and names its models its own way:
+  `stt.model` / `tts.model` carry them through unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -168,13 +171,22 @@ class OpenAITTS(TTSProvider):
         return ProviderInfo(self.name, f"{self.model} ({self.voice_name})", source=self.url)
 
     def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
-        body = {
+        body = self.speech_request(text)
+        return self.http.stream(lambda: self._speech(body), f"TTS at {self.url}")
+
+    def speech_request(self, text: str) -> dict[str, Any]:
+        """The SDK call's arguments for `text`."""
+        body: dict[str, Any] = {
             "model": self.model,
             "input": text,
             "voice": self.voice_name,
             "response_format": "pcm",
         }
-        return self.http.stream(lambda: self._speech(body), f"TTS at {self.url}")
+        if self.http.base_url != DEFAULT_URL:
+            # A compatible server (speaches, ...) sends PCM at its voice's own rate unless it
+            # is asked for one; OpenAI's own is always 24 kHz, so only others are asked.
+            body["extra_body"] = {"sample_rate": SPEECH_RATE}
+        return body
 
     async def _speech(self, body: dict) -> AsyncIterator[AudioChunk]:
         speech = self.http.client.audio.speech.with_streaming_response

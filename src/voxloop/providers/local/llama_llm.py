@@ -4,15 +4,18 @@ Presets: `default` is Qwen2.5-Coder-1.5B-Instruct, assembled from its 22 chunk p
 `fast` is Qwen2.5-Coder-0.5B-Instruct (six chunks); `tiny` is SmolLM2-135M (fast, but it
 invents facts). `model_path` takes any GGUF instead.
 
-One `Llama` object holds one KV cache, so generations are serialised with a FIFO lock, and
-each token is one step on the model's worker thread: cancelling the consumer stops decoding
-at the next token. llama.cpp keeps the longest common prompt prefix between calls, so the
-system prompt and earlier history are not re-evaluated on every turn.
+With `parallel` above 1 (the default), the sessions' requests share one context of that many
+sequences and decode together (`llama_batch.py`): each conversation keeps its own cache, so
+its next turn reads only what is new. A fixed `seed` (same prompt, same reply) needs the
+serial path: one `Llama` object, one KV cache, generations serialised with a FIFO lock and
+each token one step on the model's worker thread. On both, cancelling the consumer stops
+decoding at the next token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,9 +32,11 @@ from voxloop.providers.base import (
     function_schema,
 )
 from voxloop.providers.local import local_tools
+from voxloop.providers.local.llama_batch import BatchEngine, Kind, Request, Sampling
+from voxloop.providers.local.llama_capacity import measure_conversations
 from voxloop.providers.local.modelfiles import LLM_PRESETS, Progress, resolve_model, rich_progress
 from voxloop.providers.worker import ModelWorker
-from voxloop.telemetry.metrics import llm_serving
+from voxloop.telemetry.metrics import llm_queued, llm_serving
 
 if TYPE_CHECKING:
     from voxloop.config.settings import Settings
@@ -52,6 +57,7 @@ class LlamaLLM(LLMProvider):
         temperature: float = 0.3,
         seed: int | None = None,
         repeat_penalty: float = 1.0,
+        parallel: int = 1,
     ) -> None:
         from llama_cpp import Llama
 
@@ -79,6 +85,14 @@ class LlamaLLM(LLMProvider):
         self.worker = ModelWorker("llm")
         # asyncio locks belong to one event loop; the provider may outlive several.
         self._turn_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._queued = 0  # requests waiting for the serial path's lock
+        self._capacity: int | None = None
+        self._formatter = chat_formatter(self._llama) if parallel > 1 and seed is None else None
+        self.engine = (
+            BatchEngine(self._llama, slots=parallel, n_ctx_per_slot=n_ctx, threads=threads)
+            if self._formatter is not None
+            else None
+        )
 
     @classmethod
     def from_settings(
@@ -95,6 +109,7 @@ class LlamaLLM(LLMProvider):
             temperature=s.temperature,
             seed=s.seed,
             repeat_penalty=s.repeat_penalty,
+            parallel=s.parallel,
         )
         if s.local_tools:
             llm.capabilities = Capabilities(streaming_output=True, tools=True)
@@ -167,17 +182,71 @@ class LlamaLLM(LLMProvider):
         temp = self.temperature if temperature is None else temperature
         schema = [function_schema(t) for t in tools] or None
 
+        if self.engine is not None:
+            async for delta in self._batched(payload, tokens, temp, schema):
+                yield delta
+            return
+
         def make() -> Iterator[Any]:
             return self._stream(payload, tokens, temp, schema)
 
         loop = asyncio.get_running_loop()
         lock = self._turn_locks.setdefault(loop, asyncio.Lock())
-        async with lock:
+        if lock.locked() or self._queued:  # (a woken waiter holds its place unlocked)
+            llm_queued(self._queued + 1)
+        self._queued += 1
+        try:
+            await lock.acquire()
+        finally:
+            self._queued -= 1
+        try:
             llm_serving()  # the wait for the lock was the turn's queue, not the model's time
             async for chunk in self.worker.iterate(make):
                 delta = chunk["choices"][0].get("delta", {}).get("content")
                 if delta:
                     yield delta
+        finally:
+            lock.release()
+
+    async def _batched(
+        self,
+        payload: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None,
+    ) -> AsyncIterator[str]:
+        """The request through the batch engine: its prompt rendered by the GGUF's chat
+        template, its tokens passed back from the engine's thread."""
+        assert self.engine is not None and self._formatter is not None
+        rendered = self._formatter(messages=payload, tools=tools)
+        prompt = self._llama.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[tuple[Kind, Any]] = asyncio.Queue()
+
+        def deliver(kind: Kind, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                loop.call_soon_threadsafe(out.put_nowait, (kind, value))
+
+        sampling = Sampling(max_tokens, temperature, self.repeat_penalty)
+        request = Request(prompt, sampling, deliver)
+        place = self.engine.submit(request)
+        if place:
+            llm_queued(place)
+        try:
+            while True:
+                kind, value = await out.get()
+                if kind == "text":
+                    yield value
+                elif kind == "served":
+                    llm_serving()
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            self.engine.cancel(request)
 
     def expect_system_prompt(self, prompt: str) -> None:
         self.warm_prompt = prompt
@@ -191,8 +260,34 @@ class LlamaLLM(LLMProvider):
         async for _ in self.generate(messages, max_tokens=1):
             pass
 
+    async def conversations(self) -> int | None:
+        """Measured once: the most callers who stop talking at the same moment whose first
+        words the model still writes in time (llama_capacity.py). The serial path answers
+        one at a time."""
+        if self._capacity is None:
+            self._capacity = await measure_conversations(self, self.engine, self.warm_prompt)
+        return self._capacity
+
     def close(self) -> None:
         self.worker.shutdown()
+        if self.engine is not None:
+            self.engine.close()
+
+
+def chat_formatter(llama: Any) -> Any:
+    """The GGUF's own chat template as llama-cpp-python renders it for a chat completion,
+    or None for a model without one (which then takes the serial path)."""
+    template = getattr(llama, "metadata", {}).get("tokenizer.chat_template")
+    if llama.chat_format != "chat_template.default" or not template:
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def text(token: int) -> str:
+        return llama._model.token_get_text(token) if token != -1 else ""
+
+    return Jinja2ChatFormatter(
+        template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos())
+    )
 
 
 def model_file(

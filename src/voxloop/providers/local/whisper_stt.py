@@ -209,7 +209,9 @@ class WhisperSTT(STTProvider):
 
     async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
         """Partials decode in the background (one at a time) so audio is never held up; at the
-        end of the stream an unfinished partial is cancelled and the final decoded at once."""
+        end of the stream an unfinished partial is cancelled and the final decoded at once.
+        A partial starts only while the model is idle: with several sessions talking, their
+        partials would queue ahead of each other's final transcripts."""
         chunks: list[np.ndarray] = []
         total = 0
         last_partial_at = 0
@@ -223,7 +225,7 @@ class WhisperSTT(STTProvider):
                     done, partial = partial, None
                     if done.exception() is None and done.result().text:
                         yield done.result()
-                if partial is None and total - last_partial_at >= step:
+                if partial is None and total - last_partial_at >= step and self.worker.idle:
                     last_partial_at = total
                     partial = asyncio.create_task(self._decode(np.concatenate(chunks), False))
         finally:

@@ -72,7 +72,13 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 # Native status → the client's; None: not sent. "speaking" has no counterpart: the client
 # stays in "thinking" until the reply ends, and tts_start/tts_end tell it about the audio.
-STATUS = {"listening": "listening", "thinking": "thinking", "idle": "idle", "speaking": None}
+STATUS = {
+    "listening": "listening",
+    "thinking": "thinking",
+    "queued": "thinking",  # still before the answer, only slower
+    "idle": "idle",
+    "speaking": None,
+}
 
 
 @dataclass(frozen=True)

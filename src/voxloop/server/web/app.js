@@ -101,6 +101,7 @@ const STATE_LABELS = {
   idle: "Idle",
   listening: "Listening",
   thinking: "Thinking",
+  queued: "Waiting",
   speaking: "Speaking",
   error: "Error",
 };
@@ -124,6 +125,9 @@ function statusDetail(current) {
       return seconds > 0 ? `Offline · retrying in ${seconds} s` : "Offline · reconnecting…";
     }
     return "Offline · reconnecting…";
+  }
+  if (current === "queued") {
+    return state.queuePlace > 1 ? `In line · ${state.queuePlace - 1} ahead` : "Next in line";
   }
   if (!state.mic) return "Microphone off · type below";
   if (state.mode === "ptt" && current === "listening") {
@@ -231,8 +235,9 @@ client.on("session", (msg) => {
 
 client.on("status", (msg) => {
   state.serverStatus = msg.status;
+  state.queuePlace = msg.status === "queued" ? msg.position : 0;
   state.errorUntil = 0; // a fresh status supersedes an earlier error
-  if (msg.status === "thinking") view.claimPendingText(msg.turn_id);
+  if (msg.status === "thinking" || msg.status === "queued") view.claimPendingText(msg.turn_id);
   renderStatus();
 });
 

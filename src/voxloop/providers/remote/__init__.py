@@ -1,0 +1,1 @@
+"""Speech models served by another process or host over an open protocol (Wyoming)."""
