@@ -8,12 +8,16 @@ together each still outpace speech); a remote or fake LLM sets no bound of its o
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
 from test_access import app_with, refused
 from voxloop.config.settings import Settings
 from voxloop.server.app import create_app
+from voxloop.store.memory import MemoryStore
 from voxloop.testing.fakes import FakeLLM
 
 from test_protocol import fake_services, receive_until, start
@@ -49,6 +53,56 @@ def test_a_seat_frees_when_a_conversation_ends():
             assert refused(client, "/ws")[0] == 1013
         with client.websocket_connect("/ws") as again:
             start(again)  # the first hung up: room again
+
+
+class HeldWrites(MemoryStore):
+    """A store whose turn writes wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    async def append_turn(self, session_id, turn) -> None:
+        self.writing.set()
+        await asyncio.to_thread(self.release.wait, 30)
+        await super().append_turn(session_id, turn)
+
+
+def test_a_caller_who_hangs_up_frees_the_seat_while_the_last_turn_is_written():
+    """A reload: the old connection is gone, but its session still writes its last turn.
+    It held the seat until that write was done, so the caller coming back was refused."""
+    settings = Settings(limits={"conversations": 1})
+    services = fake_services()
+    services.settings = settings
+    store = services.store = HeldWrites()
+    app = create_app(settings, services=services, warmup=False)
+    try:
+        with TestClient(app) as client:
+            with client.websocket_connect("/ws") as one:
+                first = start(one)["session_id"]
+                one.send_json({"type": "text", "content": "Where is Paris?"})
+                receive_until(one, "tts_end")
+                assert store.writing.wait(10)
+            assert len(services.live_sessions) == 1  # still closing: its turn is unwritten
+            assert client.get("/readyz").json()["conversations"] == 0
+            with client.websocket_connect("/ws") as again:
+                start(again)
+                assert refused(client, "/ws")[0] == 1013  # the new caller holds the seat
+            store.release.set()
+            assert wait_for(lambda: not services.live_sessions)
+        assert asyncio.run(store.load(first)).turns  # nothing lost
+    finally:
+        store.release.set()
+
+
+def wait_for(ok, timeout_s: float = 10.0) -> bool:
+    ends = threading.Event()
+    for _ in range(int(timeout_s / 0.02)):
+        if ok():
+            return True
+        ends.wait(0.02)
+    return ok()
 
 
 class MeasuredLLM(FakeLLM):

@@ -226,7 +226,7 @@ def create_app(
         """The models are loaded and warmed up."""
         if not app.state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        live = len(app.state.services.live_sessions)
+        live = app.state.services.conversations()
         cap = min(gate.capacity or settings.limits.max_sessions, settings.limits.max_sessions)
         return JSONResponse({"status": "ready", "conversations": live, "capacity": cap})
 

@@ -37,7 +37,7 @@ async def _enter(
     try:
         admission = gate.admit(
             ip=client_ip(websocket, gate),
-            live=len(services.live_sessions),
+            live=services.conversations(),
             headers=websocket.headers,
             query=websocket.query_params,
             subprotocols=[p for p in offered if p],
@@ -109,7 +109,7 @@ async def mint_token(request: Request) -> JSONResponse:
     gate: Gate = request.app.state.gate
     services: Services = request.app.state.services
     wanted = _token_request(await request.body())
-    full = gate.at_capacity(len(services.live_sessions))
+    full = gate.at_capacity(services.conversations())
     if full is not None:
         return JSONResponse(
             {"error": "at_capacity", "message": full.reason},

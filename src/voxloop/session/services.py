@@ -35,6 +35,11 @@ class LiveSession(Protocol):
         """The user it belongs to (None: the operator's)."""
         ...
 
+    @property
+    def closing(self) -> bool:
+        """Its connection is gone and it is only finishing its last writes."""
+        ...
+
     async def hand_over(self) -> None:
         """Another connection resumes this session: end this one, once it is stored."""
         ...
@@ -83,6 +88,12 @@ class Services:
     handover: HandOver | None = None  # Redis mode: the other workers' live sessions
     pool: ProviderPool | None = None  # the owner of the providers, closed on shutdown
     judge: TurnJudgeProvider | None = None  # given; else `turn_judge` loads the pool's
+
+    def conversations(self) -> int:
+        """The connected sessions that hold a conversation. One whose caller hung up is
+        still finishing its last writes, and counts no more: a caller who reconnects at
+        once (a reload) finds its seat free."""
+        return sum(1 for s in self.live_sessions if not s.closing)
 
     @property
     def turn_judge(self) -> TurnJudgeProvider | None:

@@ -97,6 +97,7 @@ class Session:
         self.ending = asyncio.Event()
         self.ended_with: tuple[int, str, bool] = (1000, "", False)  # code, reason, abort
         self._closed = asyncio.Event()  # set once `close` is done (its last writes too)
+        self.closing = False  # set first thing in `close`: it holds no seat any more
         self._helpers(services)
         self.output_rate = services.tts.sample_rate  # the client may ask for another
         services.live_sessions.add(self)
@@ -300,6 +301,7 @@ class Session:
 
     async def close(self) -> None:
         """The connection is gone: cancel everything, leave no task behind."""
+        self.closing = True
         self.outbox.close()
         try:
             reply, self.replies.reply = self.replies.reply, None
