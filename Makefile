@@ -7,11 +7,13 @@ PORT   ?= 8000
 
 # llama-cpp-python has no wheel on the registry, so it is compiled here. A native build
 # (-march=native) can crash on another CPU, and 0.3.36 built natively crashes on CPUs with
-# AMX; a portable build (AVX2, FMA, F16C) runs on every x86-64 CPU of the last decade.
-# pip's own wheel cache ignores CMAKE_ARGS (it would hand back a native build made
-# earlier), so the wheel is built once into a folder named after its version and flags.
+# AMX. So the CPU backend is built in each x86-64 variant (AVX2 up to AVX-512 and AMX) and
+# the process loads the best one this CPU runs (providers/local/llama_backends.py): one
+# wheel runs on every x86-64 CPU with AVX2, at the speed of the one it meets. pip's own
+# wheel cache ignores CMAKE_ARGS (it would hand back a native build made earlier), so the
+# wheel is built once into a folder named after its version and flags.
 # See docs/models.md, "The LLM engine on every CPU".
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 # The folder is named after the version and the flags (and, for a native build such as
 # `make run CMAKE_ARGS=`, this CPU's feature flags), so no build meets a CPU it does not suit.
@@ -29,7 +31,7 @@ $(BIN)/python:
 	$(PIP) --upgrade pip wheel setuptools
 
 $(WHEELS)/.built: | $(BIN)/python
-	@echo "Building $(LLAMA) with CMAKE_ARGS='$(CMAKE_ARGS)' (about 2 minutes on 2 cores, once)"
+	@echo "Building $(LLAMA) with CMAKE_ARGS='$(CMAKE_ARGS)' (about 3 minutes on 2 cores, once)"
 	$(BIN)/pip wheel --no-cache-dir --no-deps --wheel-dir $(WHEELS) '$(LLAMA)'
 	touch $@
 

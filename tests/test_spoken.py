@@ -39,7 +39,9 @@ def test_a_phrase_said_a_third_time_across_sentences_ends_the_reply():
         "The sky is blue because of dust."
     )
     out, spoken = speak("Why?", reply)
-    assert len(out) == 2 and spoken.stopped == "loop"
+    assert out[0] == "The sky is blue"  # the first clause goes ahead of its sentence
+    assert " ".join(out) == "The sky is blue because of air. The sky is blue because of light."
+    assert spoken.stopped == "loop"
 
 
 def test_a_sentence_that_never_ends_is_stopped():

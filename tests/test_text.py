@@ -53,6 +53,22 @@ def test_early_first_clause():
     ]
 
 
+def test_early_first_clause_before_a_word_that_opens_a_clause():
+    """No comma in a long first sentence: it goes to the TTS before "because" or "due",
+    once it has enough words, and only the first clause of a reply goes early."""
+    splitter = SentenceSplitter(early_first_clause=True)
+    assert splitter.push("The sky looks blue because") == []  # "because" may go on
+    assert splitter.push(" light scatters, so ") == ["The sky looks blue"]
+    assert splitter.push("it does. It is blue when clear. ") == [
+        "because light scatters, so it does.",
+        "It is blue when clear.",
+    ]
+    short = SentenceSplitter(early_first_clause=True)
+    assert short.push("It is because ") == []  # three words: too short to stand alone
+    salt = SentenceSplitter(early_first_clause=True)
+    assert salt.push("Mix the salt and pepper in ") == []  # "and" joins nouns as often
+
+
 def test_speakable_strips_markdown():
     assert speakable("**Bold** and `code` and [a link](http://x)") == "Bold and code and a link"
     assert speakable("# Title\n- one\n- two") == "Title. one. two"

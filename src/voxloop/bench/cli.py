@@ -159,6 +159,20 @@ def stt(
     _emit(bench_stt(tuple(model), tuple(path), tuple(rate), tuple(sets)), json_out)
 
 
+@bench_app.command("llm-cpu")
+def llm_cpu(
+    variant: Annotated[
+        list[str], typer.Option(help="a CPU variant to measure; repeat (default: all that run)")
+    ] = [],  # noqa: B006  typer reads it; never mutated
+    json_out: JsonOut = None,
+) -> None:
+    """The LLM on each CPU variant of the llama.cpp build that this CPU runs: prompt
+    reading, decoding, four conversations at once (what `llm.cpu_backend: auto` picks)."""
+    from voxloop.bench.llm_cpu import bench_llm_cpu
+
+    _emit(bench_llm_cpu(tuple(variant)), json_out)
+
+
 eval_app = typer.Typer(help="Quality evaluations that print JSON.", no_args_is_help=True)
 
 

@@ -85,6 +85,13 @@ class LLMSettings(BaseModel):
         "cache (1: one at a time, as with a fixed seed); each costs n_ctx of KV cache",
     )
     threads: int = Field(2, ge=1)
+    cpu_backend: str = Field(
+        "auto",
+        pattern=r"^[a-z0-9]+$",
+        description="llama: which of the build's CPU variants runs the model (auto: the "
+        "best this CPU runs, short of AMX, which decodes slower here; or a name such as "
+        "haswell, icelake, sapphirerapids)",
+    )
     max_tokens: int = Field(256, ge=1, le=4096, description="the cap on a reply's length")
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     repeat_penalty: float = Field(

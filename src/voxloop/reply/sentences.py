@@ -3,8 +3,10 @@
 The LLM streams tokens; TTS wants whole sentences (prosody needs them), but waiting for a
 whole paragraph wastes time. `SentenceSplitter` emits each sentence as soon as its end is
 certain, which takes one character of look-ahead: "3." could become "3.14", and "Dr." is
-not an end at all. Optionally it emits the first clause of a reply early, at a comma after
-a few words, so the first audio starts sooner.
+not an end at all. Optionally it emits the first clause of a reply early, after a few
+words, at a comma or before a word that opens a new clause ("The sky looks blue | because
+light scatters..."), so the first audio starts sooner: a first sentence of 15 words took
+the LLM 3 s to finish with four conversations decoding together.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ ABBREVIATIONS = frozenset(
 _TERMINATORS = ".!?"
 _CLOSERS = "\"')]”’"
 _CLAUSE_MARKS = ",;:—"
+# Words that open a clause: a speaker may pause before them without breaking a phrase.
+# Not "and"/"or", which as often join two nouns ("salt and pepper").
+CLAUSE_OPENERS = frozenset(
+    {
+        "because", "but", "which", "while", "whereas", "although", "though", "since",
+        "so", "when", "where", "unless", "until", "due", "if", "whether",
+    }
+)  # fmt: skip
+# A clause mark and a space, or a whole word (a space after it) that may open a clause.
+_EARLY_CUT = re.compile(r"(?P<mark>[,;:—])\s|\s(?P<word>[A-Za-z]+)(?=\s)")
 
 
 class SentenceSplitter:
@@ -86,10 +98,15 @@ class SentenceSplitter:
         return None
 
     def _early_clause(self) -> str | None:
-        for match in re.finditer(r"[,;:—]\s", self._buf):
-            head = self._buf[: match.start() + 1]
+        for match in _EARLY_CUT.finditer(self._buf):
+            if match["mark"]:
+                head, rest = self._buf[: match.start() + 1], self._buf[match.end() :]
+            elif match["word"].lower() in CLAUSE_OPENERS:
+                head, rest = self._buf[: match.start()], self._buf[match.start() :].lstrip()
+            else:
+                continue
             if len(head.split()) >= self.min_clause_words:
-                self._buf = self._buf[match.end() :]
+                self._buf = rest
                 return head.strip()
         return None
 

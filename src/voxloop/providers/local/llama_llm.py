@@ -58,12 +58,16 @@ class LlamaLLM(LLMProvider):
         seed: int | None = None,
         repeat_penalty: float = 1.0,
         parallel: int = 1,
+        cpu_backend: str = "auto",
     ) -> None:
         from llama_cpp import Llama
+
+        from voxloop.providers.local.llama_backends import load_cpu_backend
 
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelFileError(f"GGUF model not found: {self.model_path}")
+        self.backend = load_cpu_backend(cpu_backend)
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
@@ -110,6 +114,7 @@ class LlamaLLM(LLMProvider):
             seed=s.seed,
             repeat_penalty=s.repeat_penalty,
             parallel=s.parallel,
+            cpu_backend=s.cpu_backend,
         )
         if s.local_tools:
             llm.capabilities = Capabilities(streaming_output=True, tools=True)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from voxloop.config.settings import Settings
 
 TESTED_VERSION = "0.3.16"  # the llama-cpp-python version constraints.txt pins
-PORTABLE_FLAGS = "-DGGML_NATIVE=OFF"  # what the Makefile builds it with
+# The Makefile's: every x86-64 variant of the CPU backend, the best loaded at run time.
+PORTABLE_FLAGS = "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
 FIX = (
     "rebuild it portably: CMAKE_ARGS='{flags}' pip install --force-reinstall --no-cache-dir "
     "--no-deps 'llama-cpp-python=={version}' (what `make install` does; see docs/models.md)"
@@ -46,13 +47,16 @@ def probe_llm(
     model_path: Path,
     *,
     threads: int = 2,
+    cpu_backend: str = "auto",
     timeout_s: float = 180.0,
     command: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Load `model_path` in a child and generate a few tokens. `command` replaces the child
     (tests use one that crashes the way a bad native build does)."""
     argv = list(command or [sys.executable, "-m", "voxloop.providers.local.llm_probe"])
-    request = json.dumps({"model_path": str(model_path), "threads": threads})
+    request = json.dumps(
+        {"model_path": str(model_path), "threads": threads, "cpu_backend": cpu_backend}
+    )
     started = time.perf_counter()
     try:
         done = subprocess.run(
@@ -92,7 +96,7 @@ def probe_configured(settings: Settings) -> ProbeResult | None:
     from voxloop.providers.local.llama_llm import model_file
 
     path, _ = model_file(settings)
-    return probe_llm(path, threads=s.threads)
+    return probe_llm(path, threads=s.threads, cpu_backend=s.cpu_backend)
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -142,14 +146,19 @@ def _cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def _child() -> None:
-    """Read {"model_path", "threads"} on stdin, print {"reply"} or {"error"} on stdout."""
+    """Read {"model_path", "threads", "cpu_backend"} on stdin, print {"reply"} or
+    {"error"} on stdout."""
     request = json.loads(sys.stdin.read())
     try:
         import llama_cpp
 
+        from voxloop.providers.local.llama_backends import load_cpu_backend
+
+        backend = load_cpu_backend(request.get("cpu_backend", "auto"))
         # Said first, so that the parent knows what it ran even if the next step kills us.
         features = llama_cpp.llama_print_system_info().decode(errors="replace")
-        print(json.dumps({"engine": llama_cpp.__version__, "cpu_features": features}), flush=True)
+        said = {"engine": llama_cpp.__version__, "cpu_features": features, "backend": backend}
+        print(json.dumps(said), flush=True)
         llm = llama_cpp.Llama(
             model_path=request["model_path"],
             n_ctx=256,
